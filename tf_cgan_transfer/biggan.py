@@ -1,0 +1,513 @@
+"""BigGAN generator and projection discriminator (Brock et al. 2019) in Keras.
+
+Layer and attribute names mirror the TF-Hub `biggan-*/2` keys (`linear`, `G_linear`,
+`GBlock_3`, `HyperBN_1`, `conv_sc`, `attention`, `ScaledCrossReplicaBN`, `conv_2d`) so
+that `hub_import` is a table. Architecture tables follow BIGGAN_TFHUB_LAYOUT.md §1.1 for
+128/256/512 and BigGAN-PyTorch's for 32/64; the discriminator is compare_gan's BigGAN D
+(its parameter count at 128 is 87,982,370).
+"""
+
+import json
+import os
+
+import tensorflow as tf
+
+from tf_cgan_transfer import layers
+
+# Generator channel multipliers, from the input of block 0 to the output of the last
+# block; every block doubles the resolution, starting from 4x4.
+G_CHANNELS = {
+    32: (4, 4, 4, 4),
+    64: (16, 16, 8, 4, 2),
+    128: (16, 16, 8, 4, 2, 1),
+    256: (16, 16, 8, 8, 4, 2, 1),
+    512: (16, 16, 8, 8, 4, 2, 1, 1),
+}
+# Discriminator output-channel multipliers per block and whether the block halves the
+# resolution (all but the last, except at 32 where BigGAN keeps 8x8 for two blocks).
+D_CHANNELS = {
+    32: ((4, 4, 4, 4), (True, True, False, False)),
+    64: ((2, 4, 8, 16, 16), (True,) * 4 + (False,)),
+    128: ((1, 2, 4, 8, 16, 16), (True,) * 5 + (False,)),
+    256: ((1, 2, 4, 8, 8, 16, 16), (True,) * 6 + (False,)),
+    512: ((1, 1, 2, 4, 8, 8, 16, 16), (True,) * 7 + (False,)),
+}
+# Resolution at which self-attention sits, in G and D (0: none). The hub places it at
+# 64 (biggan-128, -512) and 128 (biggan-256); BigGAN-PyTorch's CIFAR model has none.
+DEFAULT_ATTENTION = {32: 0, 64: 32, 128: 64, 256: 128, 512: 64}
+# Latent width; split into (blocks + 1) equal chunks when hierarchical.
+DEFAULT_DIM_Z = {32: 128, 64: 120, 128: 120, 256: 140, 512: 128}
+RESOLUTIONS = tuple(sorted(G_CHANNELS))
+
+
+def _check_resolution(resolution):
+    if resolution not in G_CHANNELS:
+        raise ValueError(
+            f"Unsupported resolution {resolution}; BigGAN is defined for {RESOLUTIONS}."
+        )
+
+
+def _block_name(prefix, index):
+    # The hub's first block has no suffix: GBlock, GBlock_1, GBlock_2, ...
+    return prefix if index == 0 else f"{prefix}_{index}"
+
+
+def _upsample(x):
+    """Nearest-neighbour x2: `[B, H, W, C] -> [B, 2H, 2W, C]`."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def to_one_hot(labels, num_classes, dtype=tf.float32):
+    """Integer labels `[B]` -> one-hot `[B, K]`; float `[B, K]` (mixtures) pass through."""
+    labels = tf.convert_to_tensor(labels)
+    if labels.dtype.is_integer:
+        return tf.one_hot(labels, num_classes, dtype=dtype)
+    return tf.cast(labels, dtype)
+
+
+def sample_z(batch_size, dim_z, truncation=1.0, seed=0):
+    """Truncated latents as the hub examples draw them: N(0,1) cut to [-2, 2], times t.
+
+    `seed` is an int or a `[2]` int tensor (stateless, so results are reproducible).
+    """
+    seed = tf.cast(seed, tf.int64)
+    if seed.shape.rank == 0:
+        seed = tf.stack([seed, tf.constant(0, tf.int64)])
+    z = tf.random.stateless_truncated_normal([batch_size, dim_z], seed=seed)
+    return z * truncation
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class GBlock(tf.keras.layers.Layer):
+    """Generator residual block: `[B, H, W, Cin] -> [B, 2H, 2W, Cout]`.
+
+    a = conv1(relu(HyperBN_1(conv0(up(relu(HyperBN(h))))))), out = a + conv_sc(up(h)).
+    Each BN is conditioned on this block's z chunk and the class code.
+    """
+
+    def __init__(
+        self, out_channels, shared_embedding=True, bn_epsilon=1e-4, sn_epsilon=1e-4, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.out_channels = out_channels
+        self.shared_embedding = shared_embedding
+        self.bn_epsilon = bn_epsilon
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        cbn = dict(
+            shared_embedding=self.shared_embedding,
+            epsilon=self.bn_epsilon,
+            sn_epsilon=self.sn_epsilon,
+        )
+        self.HyperBN = layers.ConditionalBatchNorm(name="HyperBN", **cbn)
+        self.HyperBN_1 = layers.ConditionalBatchNorm(name="HyperBN_1", **cbn)
+        conv = dict(epsilon=self.sn_epsilon)
+        self.conv0 = layers.SNConv2D(self.out_channels, 3, name="conv0", **conv)
+        self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
+        self.conv_sc = layers.SNConv2D(self.out_channels, 1, name="conv_sc", **conv)
+        super().build(input_shape)
+
+    def call(self, h, z_chunk=None, class_code=None, training=False, accumulate=False):
+        cond = dict(
+            z_chunk=z_chunk, class_code=class_code, training=training, accumulate=accumulate
+        )
+        a = tf.nn.relu(self.HyperBN(h, **cond))
+        a = self.conv0(_upsample(a), training=training)
+        a = tf.nn.relu(self.HyperBN_1(a, **cond))
+        a = self.conv1(a, training=training)
+        # A 1x1 conv commutes with nearest upsampling: convolve at the low resolution.
+        return a + _upsample(self.conv_sc(h, training=training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            out_channels=self.out_channels,
+            shared_embedding=self.shared_embedding,
+            bn_epsilon=self.bn_epsilon,
+            sn_epsilon=self.sn_epsilon,
+        )
+        return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class Generator(tf.keras.Model):
+    """Class-conditional BigGAN generator.
+
+    Call: `(z [B, dim_z], y)` -> images `[B, R, R, 3]` float32 in [-1, 1], where `y` is
+    int labels `[B]` or one-hot/mixture weights `[B, num_classes]`.
+    `training=True` uses batch statistics (all-reduced across replicas) and advances the
+    spectral-norm vectors; `accumulate_stats=True` uses batch statistics and folds them
+    into the standing statistics (see `accumulate_standing_stats`).
+
+    Args:
+      resolution: output size, one of 32, 64, 128, 256, 512.
+      ch: channel width (96 for the hub models); block widths are multiples of it.
+      num_classes: number of classes K.
+      dim_z: latent width; defaults per resolution (120 / 140 / 128 for the hub).
+      shared_dim: width of the shared class embedding (hub: 128). 0 gives BigGAN's
+        CIFAR variant: per-BN class tables and no shared embedding.
+      hierarchical_z: split z into blocks + 1 chunks (first to `G_linear`, one per
+        block's BN conditioning). Requires a shared embedding.
+      attention_resolution: where self-attention sits; None = the table default,
+        0 = no attention.
+      bn_epsilon, final_bn_epsilon, sn_epsilon: the hub uses 1e-4 for all three.
+    """
+
+    def __init__(
+        self,
+        resolution=128,
+        ch=96,
+        num_classes=1000,
+        dim_z=None,
+        shared_dim=128,
+        hierarchical_z=True,
+        attention_resolution=None,
+        bn_epsilon=1e-4,
+        final_bn_epsilon=1e-4,
+        sn_epsilon=1e-4,
+        name="Generator",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        _check_resolution(resolution)
+        multipliers = G_CHANNELS[resolution]
+        self.num_blocks = len(multipliers) - 1
+        if dim_z is None:
+            dim_z = DEFAULT_DIM_Z[resolution]
+        if hierarchical_z and not shared_dim:
+            raise ValueError("hierarchical_z=True needs a shared class embedding (shared_dim > 0).")
+        if hierarchical_z and dim_z % (self.num_blocks + 1):
+            raise ValueError(
+                f"dim_z={dim_z} must split into {self.num_blocks + 1} equal chunks "
+                f"(blocks + 1) at resolution {resolution}."
+            )
+        if attention_resolution is None:
+            attention_resolution = DEFAULT_ATTENTION[resolution]
+        block_resolutions = [8 * 2**i for i in range(self.num_blocks)]
+        if attention_resolution and attention_resolution not in block_resolutions:
+            raise ValueError(
+                f"attention_resolution={attention_resolution} is not produced by any "
+                f"generator block at resolution {resolution} ({block_resolutions}); use 0 for none."
+            )
+        self.resolution = resolution
+        self.ch = ch
+        self.num_classes = num_classes
+        self.dim_z = dim_z
+        self.shared_dim = shared_dim
+        self.hierarchical_z = hierarchical_z
+        self.attention_resolution = attention_resolution
+        self.bn_epsilon = bn_epsilon
+        self.final_bn_epsilon = final_bn_epsilon
+        self.sn_epsilon = sn_epsilon
+        self.attention_index = (
+            block_resolutions.index(attention_resolution) if attention_resolution else None
+        )
+
+        if shared_dim:
+            # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.
+            self.linear = tf.keras.layers.Dense(shared_dim, use_bias=False, name="linear")
+        self.G_linear = layers.SNDense(
+            4 * 4 * ch * multipliers[0], epsilon=sn_epsilon, name="G_linear"
+        )
+        self.blocks = [
+            GBlock(
+                ch * multipliers[i + 1],
+                shared_embedding=bool(shared_dim),
+                bn_epsilon=bn_epsilon,
+                sn_epsilon=sn_epsilon,
+                name=_block_name("GBlock", i),
+            )
+            for i in range(self.num_blocks)
+        ]
+        self.attention = (
+            layers.SelfAttention(sn_epsilon=sn_epsilon, name="attention")
+            if attention_resolution
+            else None
+        )
+        self.ScaledCrossReplicaBN = layers.StandingBatchNorm(
+            epsilon=final_bn_epsilon, scale=True, center=True, name="ScaledCrossReplicaBN"
+        )
+        self.conv_2d = layers.SNConv2D(3, 3, epsilon=sn_epsilon, name="conv_2d")
+
+    def class_code(self, y):
+        """What every conditional BN sees of the class: the shared embedding or one-hot y."""
+        if self.shared_dim:
+            return self.linear(y)
+        return y
+
+    def split_z(self, z):
+        """`(z for G_linear, [z chunk per block])`; chunks are None when not hierarchical."""
+        if not self.hierarchical_z:
+            return z, [None] * self.num_blocks
+        chunks = tf.split(z, self.num_blocks + 1, axis=1)
+        return chunks[0], chunks[1:]
+
+    def call(self, inputs, training=False, accumulate_stats=False):
+        z, y = inputs
+        y = to_one_hot(y, self.num_classes)
+        code = self.class_code(y)
+        z0, chunks = self.split_z(tf.cast(z, tf.float32))
+        h = self.G_linear(z0, training=training)
+        h = tf.reshape(h, [-1, 4, 4, self.G_linear.units // 16])  # NHWC, as the hub
+        h = tf.cast(h, self.compute_dtype)
+        for i, block in enumerate(self.blocks):
+            h = block(
+                h,
+                z_chunk=chunks[i],
+                class_code=code,
+                training=training,
+                accumulate=accumulate_stats,
+            )
+            if i == self.attention_index:
+                h = self.attention(h, training=training)
+        h = tf.nn.relu(self.ScaledCrossReplicaBN(h, training=training, accumulate=accumulate_stats))
+        return tf.cast(tf.tanh(self.conv_2d(h, training=training)), tf.float32)
+
+    def build_weights(self):
+        """Creates every variable (by tracing a call) without computing anything."""
+        if not self.built:
+            tf.function(
+                lambda: self((tf.zeros([1, self.dim_z]), tf.zeros([1], tf.int32)))
+            ).get_concrete_function()
+        return self
+
+    def standing_batch_norms(self):
+        return [m for m in self.submodules if isinstance(m, layers.StandingBatchNorm)]
+
+    def get_config(self):
+        return dict(
+            resolution=self.resolution,
+            ch=self.ch,
+            num_classes=self.num_classes,
+            dim_z=self.dim_z,
+            shared_dim=self.shared_dim,
+            hierarchical_z=self.hierarchical_z,
+            attention_resolution=self.attention_resolution,
+            bn_epsilon=self.bn_epsilon,
+            final_bn_epsilon=self.final_bn_epsilon,
+            sn_epsilon=self.sn_epsilon,
+            name=self.name,
+        )
+
+
+def accumulate_standing_stats(generator, num_batches=16, batch_size=64, truncation=1.0, seed=0):
+    """Replaces every BN's standing statistics by averages over generated batches.
+
+    BigGAN's "standing statistics": sample z (at `truncation`) and uniform labels,
+    run G with batch statistics, and average the per-batch moments. Deterministic in
+    `seed`. Returns the generator.
+    """
+    generator.build_weights()
+    for bn in generator.standing_batch_norms():
+        bn.reset_standing_stats()
+
+    @tf.function
+    def step(i):
+        z = sample_z(batch_size, generator.dim_z, truncation, seed=tf.stack([seed, i]))
+        y = tf.random.stateless_uniform(
+            [batch_size], tf.stack([seed, i + 1_000_003]), 0, generator.num_classes, tf.int32
+        )
+        generator((z, y), training=False, accumulate_stats=True)
+
+    for i in range(num_batches):
+        step(tf.constant(i, tf.int64))
+    return generator
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class DBlock(tf.keras.layers.Layer):
+    """Discriminator residual block: `[B, H, W, Cin] -> [B, H/2 or H, W/2 or W, Cout]`.
+
+    a = conv2(relu(conv1(relu(h)))) (the first block skips the leading ReLU), then 2x2
+    average pooling when downsampling; the shortcut is a 1x1 conv (only when Cin != Cout
+    or downsampling), pooled after the conv except in the first block (BigGAN's order).
+    """
+
+    def __init__(
+        self, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4, **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.out_channels = out_channels
+        self.downsample = downsample
+        self.preactivation = preactivation
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        conv = dict(epsilon=self.sn_epsilon)
+        self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
+        self.conv2 = layers.SNConv2D(self.out_channels, 3, name="conv2", **conv)
+        self.learnable_sc = in_channels != self.out_channels or self.downsample
+        self.conv_sc = (
+            layers.SNConv2D(self.out_channels, 1, name="conv_sc", **conv)
+            if self.learnable_sc
+            else None
+        )
+        super().build(input_shape)
+
+    def _pool(self, x):
+        return tf.nn.avg_pool2d(x, 2, 2, "VALID") if self.downsample else x
+
+    def call(self, x, training=False):
+        h = tf.nn.relu(x) if self.preactivation else x
+        h = self.conv1(h, training=training)
+        h = self._pool(self.conv2(tf.nn.relu(h), training=training))
+        s = x
+        if self.preactivation:
+            if self.learnable_sc:
+                s = self.conv_sc(s, training=training)
+            s = self._pool(s)
+        else:
+            s = self._pool(s)
+            if self.learnable_sc:
+                s = self.conv_sc(s, training=training)
+        return h + s
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            out_channels=self.out_channels,
+            downsample=self.downsample,
+            preactivation=self.preactivation,
+            sn_epsilon=self.sn_epsilon,
+        )
+        return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class Discriminator(tf.keras.Model):
+    """BigGAN projection discriminator.
+
+    Call: `(x [B, R, R, 3] in [-1, 1], y)` -> logits `[B]` float32, with `y` int labels
+    `[B]` or one-hot `[B, K]`: logit = linear(phi(x)) + <embedding(y), phi(x)>, where
+    phi(x) is the ReLU'd, spatially summed output of the last block.
+
+    Args:
+      resolution: input size, one of 32, 64, 128, 256, 512.
+      ch: channel width (96 for BigGAN-128).
+      num_classes: K rows of the projection embedding.
+      attention_resolution: None = the table default (same place as G's), 0 = none.
+    """
+
+    def __init__(
+        self,
+        resolution=128,
+        ch=96,
+        num_classes=1000,
+        attention_resolution=None,
+        sn_epsilon=1e-4,
+        name="Discriminator",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        _check_resolution(resolution)
+        multipliers, downsample = D_CHANNELS[resolution]
+        if attention_resolution is None:
+            attention_resolution = DEFAULT_ATTENTION[resolution]
+        block_resolutions, size = [], resolution
+        for down in downsample:
+            size = size // 2 if down else size
+            block_resolutions.append(size)
+        if attention_resolution and attention_resolution not in block_resolutions:
+            raise ValueError(
+                f"attention_resolution={attention_resolution} is not produced by any "
+                f"discriminator block at resolution {resolution} ({block_resolutions}); "
+                "use 0 for none."
+            )
+        self.resolution = resolution
+        self.ch = ch
+        self.num_classes = num_classes
+        self.attention_resolution = attention_resolution
+        self.sn_epsilon = sn_epsilon
+        self.attention_index = (
+            block_resolutions.index(attention_resolution) if attention_resolution else None
+        )
+        self.blocks = [
+            DBlock(
+                ch * m,
+                downsample=down,
+                preactivation=i > 0,
+                sn_epsilon=sn_epsilon,
+                name=_block_name("DBlock", i),
+            )
+            for i, (m, down) in enumerate(zip(multipliers, downsample))
+        ]
+        self.attention = (
+            layers.SelfAttention(sn_epsilon=sn_epsilon, name="attention")
+            if attention_resolution
+            else None
+        )
+        self.linear = layers.SNDense(1, epsilon=sn_epsilon, name="linear")
+        self.embedding = layers.SNDense(
+            ch * multipliers[-1], use_bias=False, epsilon=sn_epsilon, name="embedding"
+        )
+
+    def features(self, x, training=False):
+        """phi(x): `[B, C]` ReLU'd, spatially summed features of the last block."""
+        h = tf.cast(x, self.compute_dtype)
+        for i, block in enumerate(self.blocks):
+            h = block(h, training=training)
+            if i == self.attention_index:
+                h = self.attention(h, training=training)
+        return tf.reduce_sum(tf.cast(tf.nn.relu(h), tf.float32), axis=[1, 2])
+
+    def call(self, inputs, training=False):
+        x, y = inputs
+        phi = self.features(x, training=training)
+        y = to_one_hot(y, self.num_classes)
+        projection = tf.reduce_sum(self.embedding(y, training=training) * phi, axis=1)
+        return self.linear(phi, training=training)[:, 0] + projection
+
+    def build_weights(self):
+        """Creates every variable (by tracing a call) without computing anything."""
+        if not self.built:
+            r = self.resolution
+            tf.function(
+                lambda: self((tf.zeros([1, r, r, 3]), tf.zeros([1], tf.int32)))
+            ).get_concrete_function()
+        return self
+
+    def get_config(self):
+        return dict(
+            resolution=self.resolution,
+            ch=self.ch,
+            num_classes=self.num_classes,
+            attention_resolution=self.attention_resolution,
+            sn_epsilon=self.sn_epsilon,
+            name=self.name,
+        )
+
+
+def count_parameters(model):
+    """Number of trainable scalars (what BigGAN papers and compare_gan report)."""
+    return int(sum(tf.size(v).numpy() for v in model.trainable_variables))
+
+
+GENERATOR_CONFIG_FILE = "generator_config.json"
+
+
+def save_generator(generator, directory):
+    """Writes `generator_config.json` and a `tf.train.Checkpoint(generator=...)`.
+
+    Returns the checkpoint path prefix.
+    """
+    tf.io.gfile.makedirs(directory)
+    with tf.io.gfile.GFile(os.path.join(directory, GENERATOR_CONFIG_FILE), "w") as f:
+        json.dump(generator.get_config(), f, indent=2, sort_keys=True)
+    return tf.train.Checkpoint(generator=generator).write(os.path.join(directory, "generator"))
+
+
+def restore_generator(directory):
+    """Rebuilds the Generator saved by `save_generator` and restores its weights."""
+    config_path = os.path.join(directory, GENERATOR_CONFIG_FILE)
+    if not tf.io.gfile.exists(config_path):
+        raise FileNotFoundError(
+            f"{config_path} not found: {directory!r} is not a generator directory written "
+            "by save_generator (hub_convert or train output)."
+        )
+    with tf.io.gfile.GFile(config_path) as f:
+        generator = Generator.from_config(json.load(f)).build_weights()
+    prefix = tf.train.latest_checkpoint(directory) or os.path.join(directory, "generator")
+    tf.train.Checkpoint(generator=generator).read(prefix).assert_existing_objects_matched()
+    return generator

@@ -1,0 +1,379 @@
+"""BigGAN building blocks as Keras layers.
+
+Everything here follows ../shared/BIGGAN_TFHUB_LAYOUT.md so that TF-Hub BigGAN weights
+load without transposes: dense kernels are (in, out), conv kernels HWIO, and spectral
+normalisation divides the stored raw weight by sigma at every call (sigma from one
+power iteration from the stored `u`, eps 1e-4 inside the rsqrt).
+
+Variables whose values never differ between replicas (`u`, standing BN statistics)
+use ONLY_FIRST_REPLICA aggregation so they can be assigned inside `strategy.run`.
+"""
+
+import tensorflow as tf
+
+_SYNC_AGG = dict(
+    synchronization=tf.VariableSynchronization.ON_WRITE,
+    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+)
+
+
+def spectral_normalize(kernel, u, epsilon=1e-4):
+    """One power iteration from `u`, as the TF-Hub BigGAN graph does it.
+
+    Args:
+      kernel: weight of any rank; the last axis is the output axis.
+      u: `[1, out]` left singular vector estimate.
+      epsilon: added to the squared norm inside the rsqrt.
+
+    Returns:
+      `(kernel / sigma, u_new, sigma)`; `u_new` and the `v` used for sigma carry no
+      gradient, so sigma's gradient flows through the weight only (BigGAN's rule).
+    """
+    kernel = tf.convert_to_tensor(kernel)
+    out = tf.shape(kernel)[-1]
+    matrix = tf.reshape(kernel, [-1, out])  # [K, out]
+    v = tf.matmul(u, matrix, transpose_b=True)  # [1, K]
+    v = v * tf.math.rsqrt(tf.reduce_sum(tf.square(v)) + epsilon)
+    u_new = tf.matmul(v, matrix)  # [1, out]
+    u_new = u_new * tf.math.rsqrt(tf.reduce_sum(tf.square(u_new)) + epsilon)
+    v = tf.stop_gradient(v)
+    u_new = tf.stop_gradient(u_new)
+    sigma = tf.matmul(tf.matmul(v, matrix), u_new, transpose_b=True)[0, 0]
+    return kernel / sigma, u_new, sigma
+
+
+class _SpectralNormLayer(tf.keras.layers.Layer):
+    """Shared machinery: raw kernel + optional bias + stored `u`, normalised per call."""
+
+    def __init__(self, use_bias=True, epsilon=1e-4, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.use_bias = use_bias
+        self.epsilon = epsilon
+        self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+
+    def _kernel_shape(self, input_shape):
+        raise NotImplementedError
+
+    def _apply(self, inputs, kernel):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        shape = self._kernel_shape(tf.TensorShape(input_shape))
+        # SN is computed in float32 even under mixed precision, hence no autocast.
+        self.kernel = self.add_weight(
+            "kernel", shape=shape, initializer=self.kernel_initializer, experimental_autocast=False
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                "bias", shape=[shape[-1]], initializer="zeros", experimental_autocast=False
+            )
+        self.u = self.add_weight(
+            "u",
+            shape=[1, shape[-1]],
+            initializer=tf.keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+            experimental_autocast=False,
+            **_SYNC_AGG,
+        )
+        super().build(input_shape)
+
+    def normalized_kernel(self):
+        """The effective weight W / sigma(W, u), without touching `u`."""
+        return spectral_normalize(self.kernel, self.u, self.epsilon)[0]
+
+    def call(self, inputs, training=False):
+        kernel, u_new, _ = spectral_normalize(self.kernel, self.u, self.epsilon)
+        if training:
+            self.u.assign(u_new)
+        outputs = self._apply(inputs, tf.cast(kernel, self.compute_dtype))
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            use_bias=self.use_bias,
+            epsilon=self.epsilon,
+            kernel_initializer=tf.keras.initializers.serialize(self.kernel_initializer),
+        )
+        return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class SNDense(_SpectralNormLayer):
+    """Spectrally normalised dense layer: `[B, in] -> [B, units]`, y = x W_SN + b.
+
+    Weights: `kernel [in, units]` (raw, pre-normalisation), `bias [units]`,
+    `u [1, units]` (not trainable; advanced one power-iteration step per training call).
+    """
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def _kernel_shape(self, input_shape):
+        return [input_shape[-1], self.units]
+
+    def _apply(self, inputs, kernel):
+        return tf.matmul(inputs, kernel)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units)
+        return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class SNConv2D(_SpectralNormLayer):
+    """Spectrally normalised 2-D convolution, stride 1, SAME padding, NHWC.
+
+    `[B, H, W, Cin] -> [B, H, W, filters]`; kernel HWIO `[k, k, Cin, filters]`, SN over
+    its `[k*k*Cin, filters]` matrix view.
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+
+    def _kernel_shape(self, input_shape):
+        k = self.kernel_size
+        return [k, k, input_shape[-1], self.filters]
+
+    def _apply(self, inputs, kernel):
+        return tf.nn.conv2d(inputs, kernel, strides=1, padding="SAME")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size)
+        return config
+
+
+def cross_replica_moments(x, axes):
+    """Mean and (biased) variance over `axes` and over every replica in sync.
+
+    Two all-reduces (mean first, then centred squares) keep the variance as accurate as a
+    single-device `tf.nn.moments`. Outside a multi-replica step this is plain moments.
+    """
+    x = tf.cast(x, tf.float32)
+    ctx = tf.distribute.get_replica_context()
+    n = tf.cast(tf.reduce_prod(tf.gather(tf.shape(x), axes)), tf.float32)
+    if ctx is None or ctx.num_replicas_in_sync == 1:
+        return tf.nn.moments(x, axes)
+    total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axes), n])
+    mean = total / count
+    sq = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(tf.square(x - mean), axes))
+    return mean, sq / count
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class StandingBatchNorm(tf.keras.layers.Layer):
+    """Batch norm with cross-replica batch statistics and standing statistics.
+
+    `[B, H, W, C] -> [B, H, W, C]` (any rank; normalises over all axes but the last).
+    Training (or `accumulate=True`) normalises with the batch's moments, all-reduced
+    over replicas (BigGAN's cross-replica BN). Inference normalises with the standing
+    statistics `accumulated_mean`/`accumulated_var` (TF-Hub names), which hold *means*
+    ready to use; `accumulation_counter` counts the batches averaged into them.
+    `accumulate=True` folds the batch moments into that running average, so standing
+    statistics are gathered by `reset_standing_stats()` then N accumulate calls.
+
+    With `scale`/`center` the layer has a plain affine `gamma`/`beta` (used directly,
+    no 1 + gamma), as in the generator's final `ScaledCrossReplicaBN`.
+    """
+
+    def __init__(self, epsilon=1e-4, scale=False, center=False, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.scale = scale
+        self.center = center
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        stat = dict(trainable=False, experimental_autocast=False, **_SYNC_AGG)
+        self.accumulated_mean = self.add_weight(
+            "accumulated_mean", shape=[channels], initializer="zeros", **stat
+        )
+        self.accumulated_var = self.add_weight(
+            "accumulated_var", shape=[channels], initializer="ones", **stat
+        )
+        self.accumulation_counter = self.add_weight(
+            "accumulation_counter", shape=[], initializer="zeros", **stat
+        )
+        self.gamma = self.beta = None
+        if self.scale:
+            self.gamma = self.add_weight(
+                "gamma", shape=[channels], initializer="ones", experimental_autocast=False
+            )
+        if self.center:
+            self.beta = self.add_weight(
+                "beta", shape=[channels], initializer="zeros", experimental_autocast=False
+            )
+        super().build(input_shape)
+
+    def reset_standing_stats(self):
+        self.accumulation_counter.assign(0.0)
+
+    def moments(self, inputs, training=False, accumulate=False):
+        """The (mean, variance) this call normalises with, float32 `[C]` each."""
+        if not (training or accumulate):
+            return self.accumulated_mean, self.accumulated_var
+        axes = list(range(inputs.shape.rank - 1))
+        mean, var = cross_replica_moments(inputs, axes)
+        if accumulate:
+            count = self.accumulation_counter + 1.0
+            self.accumulated_mean.assign_add((mean - self.accumulated_mean) / count)
+            self.accumulated_var.assign_add((var - self.accumulated_var) / count)
+            self.accumulation_counter.assign(count)
+        return mean, var
+
+    def normalize(self, inputs, mean, var, gain=None, bias=None):
+        """(x - mean) / sqrt(var + eps) * gain + bias, in the layer's compute dtype.
+
+        `gain`/`bias` broadcast against `inputs` (e.g. `[B, 1, 1, C]` per example).
+        """
+        inv = tf.math.rsqrt(var + self.epsilon)
+        if self.gamma is not None:
+            inv = inv * self.gamma
+        shift = -mean * inv
+        if self.beta is not None:
+            shift = shift + self.beta
+        dtype = self.compute_dtype
+        out = inputs * tf.cast(inv, dtype) + tf.cast(shift, dtype)
+        if gain is not None:
+            out = out * tf.cast(gain, dtype)
+        if bias is not None:
+            out = out + tf.cast(bias, dtype)
+        return out
+
+    def call(self, inputs, training=False, accumulate=False):
+        mean, var = self.moments(inputs, training, accumulate)
+        return self.normalize(inputs, mean, var)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon, scale=self.scale, center=self.center)
+        return config
+
+
+def _broadcast_channels(v, rank):
+    """`[B, C]` -> `[B, 1, ..., 1, C]` to broadcast over a rank-`rank` activation."""
+    return tf.reshape(v, [tf.shape(v)[0]] + [1] * (rank - 2) + [v.shape[-1]])
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class ConditionalBatchNorm(tf.keras.layers.Layer):
+    """BigGAN's class-conditional BN (the hub's `HyperBN`).
+
+    Call: `x [B, H, W, C]`, `z_chunk [B, dz]` or None, `class_code [B, d]` ->
+    `[B, H, W, C]` computing `BN(x) * (1 + c W_gain) + c W_bias`.
+
+    Two parameterisations, as in BigGAN:
+    * `shared_embedding=True` (hub BigGANs): `class_code` is the shared class embedding,
+      `c = [z_chunk ; class_code]` and `gamma`/`beta` are spectrally normalised linear
+      maps without bias (rows ordered z first, like the hub).
+    * `shared_embedding=False` (CIFAR-style): `class_code` is the one-hot label and the
+      gain/bias come from this layer's own per-class tables `gamma`/`beta` `[K, C]`
+      (an embedding lookup; no SN, no z).
+
+    Statistics live in the `bn` sublayer (the hub's `CrossReplicaBN`).
+    """
+
+    def __init__(self, shared_embedding=True, epsilon=1e-4, sn_epsilon=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.shared_embedding = shared_embedding
+        self.epsilon = epsilon
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        if self.shared_embedding:
+            self.gamma = SNDense(channels, use_bias=False, epsilon=self.sn_epsilon, name="gamma")
+            self.beta = SNDense(channels, use_bias=False, epsilon=self.sn_epsilon, name="beta")
+        else:
+            # Gains start at 1 + 0 and biases at 0: the BN starts as the identity affine.
+            self.gamma = tf.keras.layers.Dense(
+                channels, use_bias=False, name="gamma", kernel_initializer="zeros"
+            )
+            self.beta = tf.keras.layers.Dense(
+                channels, use_bias=False, name="beta", kernel_initializer="zeros"
+            )
+        self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
+        self.bn.build(input_shape)  # used through moments()/normalize(), never __call__
+        super().build(input_shape)
+
+    def conditioning(self, z_chunk, class_code):
+        """The conditioning row `c` fed to the gain and bias projections."""
+        if not self.shared_embedding or z_chunk is None:
+            return class_code
+        return tf.concat([z_chunk, class_code], axis=-1)
+
+    def gain_and_bias(self, z_chunk, class_code, training=False):
+        """Per-example `(gain, bias)`, float32 `[B, C]` each."""
+        c = tf.cast(self.conditioning(z_chunk, class_code), tf.float32)
+        if self.shared_embedding:
+            return 1.0 + self.gamma(c, training=training), self.beta(c, training=training)
+        return 1.0 + self.gamma(c), self.beta(c)
+
+    def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
+        gain, bias = self.gain_and_bias(z_chunk, class_code, training)
+        rank = x.shape.rank
+        mean, var = self.bn.moments(x, training, accumulate)
+        return self.bn.normalize(
+            x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            shared_embedding=self.shared_embedding, epsilon=self.epsilon, sn_epsilon=self.sn_epsilon
+        )
+        return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class SelfAttention(tf.keras.layers.Layer):
+    """BigGAN's non-local block: `[B, H, W, C] -> [B, H, W, C]` (H, W even, C % 8 == 0).
+
+    theta = x W_theta (C/8), phi/g = maxpool2(x W_phi (C/8) / x W_g (C/2)),
+    att = softmax(theta phi^T) over the pooled positions, out = x + gamma * (att g) W_o.
+    All four 1x1 projections are spectrally normalised and have no bias.
+    """
+
+    def __init__(self, sn_epsilon=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        if c % 8:
+            raise ValueError(
+                f"SelfAttention needs channels divisible by 8, got {c}: raise the model's "
+                "ch or move/disable attention (attention_resolution=0)."
+            )
+        conv = lambda n, name: SNConv2D(n, 1, use_bias=False, epsilon=self.sn_epsilon, name=name)
+        self.theta = conv(c // 8, "theta")
+        self.phi = conv(c // 8, "phi")
+        self.g = conv(c // 2, "g")
+        self.o_conv = conv(c, "o_conv")
+        self.gamma = self.add_weight(
+            "gamma", shape=[], initializer="zeros", experimental_autocast=False
+        )
+        super().build(input_shape)
+
+    def call(self, x, training=False):
+        b, h, w, c = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2], x.shape[-1]
+        pool = lambda t: tf.nn.max_pool2d(t, 2, 2, "VALID")
+        theta = tf.reshape(self.theta(x, training=training), [b, h * w, c // 8])
+        phi = tf.reshape(pool(self.phi(x, training=training)), [b, -1, c // 8])
+        g = tf.reshape(pool(self.g(x, training=training)), [b, -1, c // 2])
+        att = tf.nn.softmax(tf.matmul(theta, phi, transpose_b=True), axis=-1)  # [B, HW, HW/4]
+        o = tf.reshape(tf.matmul(att, g), [b, h, w, c // 2])
+        return x + tf.cast(self.gamma, x.dtype) * self.o_conv(o, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(sn_epsilon=self.sn_epsilon)
+        return config
