@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
-EMA_SUFFIX = '/ema_b999900'
+EMA_SUFFIX = "/ema_b999900"
 BN_EPS = 1e-4
 SN_EPS = 1e-4
 # Stored `accumulation_counter` value. Not 1.0, so an importer that divides the
@@ -33,7 +33,7 @@ COUNTER_VALUE = 7.0
 EMA_ATTENTION_GAMMA = 0.5
 RAW_ATTENTION_GAMMA = -0.25
 # Keys that are no part of the generator; an importer must ignore them.
-EXTRA_KEYS = ('global_step', 'Generator/some_unknown_thing')
+EXTRA_KEYS = ("global_step", "Generator/some_unknown_thing")
 
 # resolution -> (channel multipliers: input of block 0 ... output of last block,
 #                index of the GBlock after which self-attention runs)
@@ -49,7 +49,8 @@ _ARCHITECTURES = {
 # normalised), the class embedding and the BN statistics. These values keep the
 # tiny network's activations O(1) and the tanh output unsaturated (std ~0.4).
 _W_STD = 0.1
-_BIAS_STD = 0.3
+_BIAS_STD = 0.05
+_LINEAR_BIAS_STD = 1.0
 _EMBEDDING_STD = 0.5
 _BN_AFFINE_STD = 0.1
 _MEAN_STD = 0.1
@@ -57,19 +58,29 @@ _MEAN_STD = 0.1
 
 def block_name(index):
     """Returns the hub scope name of GBlock `index` (0 -> 'GBlock')."""
-    return 'GBlock' if index == 0 else 'GBlock_%d' % index
+    return "GBlock" if index == 0 else "GBlock_%d" % index
 
 
 def _architecture(resolution):
     if resolution not in _ARCHITECTURES:
-        raise ValueError('resolution must be one of %s, got %r'
-                         % (sorted(_ARCHITECTURES), resolution))
+        raise ValueError(
+            "resolution must be one of %s, got %r" % (sorted(_ARCHITECTURES), resolution)
+        )
     return _ARCHITECTURES[resolution]
 
 
-def make_biggan_tensors(resolution=128, ch=4, num_classes=3, emb_dim=8, z_chunk=2,
-                        seed=0, raw_twins=True, n_u=3, final_bn_4d=True,
-                        extra_keys=True):
+def make_biggan_tensors(
+    resolution=128,
+    ch=4,
+    num_classes=3,
+    emb_dim=8,
+    z_chunk=2,
+    seed=0,
+    raw_twins=True,
+    n_u=3,
+    final_bn_4d=True,
+    extra_keys=True,
+):
     """Returns every checkpoint tensor of a tiny biggan-`resolution`/2 generator.
 
     Args:
@@ -92,8 +103,8 @@ def make_biggan_tensors(resolution=128, ch=4, num_classes=3, emb_dim=8, z_chunk=
     """
     multipliers, attention_after = _architecture(resolution)
     if not 1 <= n_u <= 3:
-        raise ValueError('n_u must be 1, 2 or 3, got %r' % n_u)
-    rng = np.random.default_rng(seed)
+        raise ValueError("n_u must be 1, 2 or 3, got %r" % n_u)
+    rng = np.random.default_rng([resolution, seed])
     cond_dim = z_chunk + emb_dim
     tensors = {}
 
@@ -106,65 +117,66 @@ def make_biggan_tensors(resolution=128, ch=4, num_classes=3, emb_dim=8, z_chunk=
             tensors[key] = draw()
 
     def spectral_norm(scope, shape, bias):
-        trained(scope + '/w', lambda: normal(shape, _W_STD))
+        trained(scope + "/w", lambda: normal(shape, _W_STD))
         if bias:
-            trained(scope + '/b', lambda: normal(shape[-1:], _BIAS_STD))
+            trained(scope + "/b", lambda: normal(shape[-1:], _BIAS_STD))
         for i in range(n_u):
-            tensors['%s/u%d' % (scope, i)] = normal([1, shape[-1]], 1.0)
+            tensors["%s/u%d" % (scope, i)] = normal([1, shape[-1]], 1.0)
 
     def statistics(scope, channels):
-        tensors[scope + '/accumulated_mean'] = normal([channels], _MEAN_STD)
-        tensors[scope + '/accumulated_var'] = rng.uniform(
-            0.5, 1.5, [channels]).astype(np.float32)
-        tensors[scope + '/accumulation_counter'] = np.array(COUNTER_VALUE, np.float32)
+        tensors[scope + "/accumulated_mean"] = normal([channels], _MEAN_STD)
+        tensors[scope + "/accumulated_var"] = rng.uniform(0.5, 1.5, [channels]).astype(np.float32)
+        tensors[scope + "/accumulation_counter"] = np.array(COUNTER_VALUE, np.float32)
 
-    trained('linear/w', lambda: normal([num_classes, emb_dim], _EMBEDDING_STD))
-    spectral_norm('Generator/G_Z/G_linear', [z_chunk, 4 * 4 * multipliers[0] * ch],
-                  bias=True)
+    trained("linear/w", lambda: normal([num_classes, emb_dim], _EMBEDDING_STD))
+    spectral_norm("Generator/G_Z/G_linear", [z_chunk, 4 * 4 * multipliers[0] * ch], bias=True)
     for index, (c_in, c_out) in enumerate(zip(multipliers[:-1], multipliers[1:])):
         c_in, c_out = c_in * ch, c_out * ch
-        scope = 'Generator/' + block_name(index)
-        for suffix, channels in (('', c_in), ('_1', c_out)):
-            for param in ('gamma', 'beta'):
-                spectral_norm('%s/HyperBN%s/%s' % (scope, suffix, param),
-                              [cond_dim, channels], bias=False)
-            statistics('%s/CrossReplicaBN%s' % (scope, suffix), channels)
-        spectral_norm(scope + '/conv0', [3, 3, c_in, c_out], bias=True)
-        spectral_norm(scope + '/conv1', [3, 3, c_out, c_out], bias=True)
-        spectral_norm(scope + '/conv_sc', [1, 1, c_in, c_out], bias=True)
+        scope = "Generator/" + block_name(index)
+        for suffix, channels in (("", c_in), ("_1", c_out)):
+            for param in ("gamma", "beta"):
+                spectral_norm(
+                    "%s/HyperBN%s/%s" % (scope, suffix, param), [cond_dim, channels], bias=False
+                )
+            statistics("%s/CrossReplicaBN%s" % (scope, suffix), channels)
+        spectral_norm(scope + "/conv0", [3, 3, c_in, c_out], bias=True)
+        spectral_norm(scope + "/conv1", [3, 3, c_out, c_out], bias=True)
+        spectral_norm(scope + "/conv_sc", [1, 1, c_in, c_out], bias=True)
         if index == attention_after:
             if c_out % 8:
-                raise ValueError('attention width %d is not divisible by 8; '
-                                 'increase ch' % c_out)
-            for name, shape in (('theta', [1, 1, c_out, c_out // 8]),
-                                ('phi', [1, 1, c_out, c_out // 8]),
-                                ('g', [1, 1, c_out, c_out // 2]),
-                                ('o_conv', [1, 1, c_out // 2, c_out])):
-                spectral_norm('Generator/attention/' + name, shape, bias=False)
-            tensors['Generator/attention/gamma' + EMA_SUFFIX] = np.array(
-                [EMA_ATTENTION_GAMMA], np.float32)
+                raise ValueError("attention width %d is not divisible by 8; " "increase ch" % c_out)
+            for name, shape in (
+                ("theta", [1, 1, c_out, c_out // 8]),
+                ("phi", [1, 1, c_out, c_out // 8]),
+                ("g", [1, 1, c_out, c_out // 2]),
+                ("o_conv", [1, 1, c_out // 2, c_out]),
+            ):
+                spectral_norm("Generator/attention/" + name, shape, bias=False)
+            tensors["Generator/attention/gamma" + EMA_SUFFIX] = np.array(
+                [EMA_ATTENTION_GAMMA], np.float32
+            )
             if raw_twins:
-                tensors['Generator/attention/gamma'] = np.array(
-                    [RAW_ATTENTION_GAMMA], np.float32)
+                tensors["Generator/attention/gamma"] = np.array([RAW_ATTENTION_GAMMA], np.float32)
     channels = multipliers[-1] * ch
     affine_shape = [1, 1, 1, channels] if final_bn_4d else [channels]
-    trained('Generator/ScaledCrossReplicaBN/gamma',
-            lambda: normal(affine_shape, _BN_AFFINE_STD, mean=1.0))
-    trained('Generator/ScaledCrossReplicaBN/beta',
-            lambda: normal(affine_shape, _BN_AFFINE_STD))
-    statistics('Generator/ScaledCrossReplicaBNbn', channels)
-    spectral_norm('Generator/conv_2d', [3, 3, channels, 3], bias=True)
+    trained(
+        "Generator/ScaledCrossReplicaBN/gamma",
+        lambda: normal(affine_shape, _BN_AFFINE_STD, mean=1.0),
+    )
+    trained("Generator/ScaledCrossReplicaBN/beta", lambda: normal(affine_shape, _BN_AFFINE_STD))
+    statistics("Generator/ScaledCrossReplicaBNbn", channels)
+    spectral_norm("Generator/conv_2d", [3, 3, channels, 3], bias=True)
     if extra_keys:
-        tensors['global_step'] = np.array(123456, np.int64)
-        tensors['Generator/some_unknown_thing'] = normal([2], 1.0)
+        tensors["global_step"] = np.array(123456, np.int64)
+        tensors["Generator/some_unknown_thing"] = normal([2], 1.0)
     return tensors
 
 
 def _infer_resolution(tensors):
     n_blocks = 0
-    while ('Generator/%s/conv0/w%s' % (block_name(n_blocks), EMA_SUFFIX)) in tensors:
+    while ("Generator/%s/conv0/w%s" % (block_name(n_blocks), EMA_SUFFIX)) in tensors:
         n_blocks += 1
-    return 4 * 2 ** n_blocks
+    return 4 * 2**n_blocks
 
 
 # ---------------------------------------------------------------------------
@@ -174,13 +186,13 @@ def _infer_resolution(tensors):
 
 def _np_spectral_norm(tensors, scope):
     """W / sigma with one power iteration from the stored u0 (section 4)."""
-    w = tensors[scope + '/w' + EMA_SUFFIX].astype(np.float64)
-    u0 = tensors[scope + '/u0'].astype(np.float64)
+    w = tensors[scope + "/w" + EMA_SUFFIX].astype(np.float64)
+    u0 = tensors[scope + "/u0"].astype(np.float64)
     m = w.reshape(-1, w.shape[-1])
     v = u0 @ m.T
-    v_hat = v / np.sqrt(np.sum(v ** 2) + SN_EPS)
+    v_hat = v / np.sqrt(np.sum(v**2) + SN_EPS)
     u = v_hat @ m
-    u_hat = u / np.sqrt(np.sum(u ** 2) + SN_EPS)
+    u_hat = u / np.sqrt(np.sum(u**2) + SN_EPS)
     sigma = ((v_hat @ m) @ u_hat.T).item()
     return w / sigma
 
@@ -193,27 +205,32 @@ def _np_conv(x, w, bias=None):
     out = np.zeros(x.shape[:3] + (w.shape[3],))
     for i in range(kh):
         for j in range(kw):
-            out += padded[:, i:i + height, j:j + width, :] @ w[i, j]
+            out += padded[:, i : i + height, j : j + width, :] @ w[i, j]
     return out if bias is None else out + bias
 
 
 def _np_sn_conv(tensors, scope, x, bias=True):
-    b = tensors[scope + '/b' + EMA_SUFFIX].astype(np.float64) if bias else None
+    b = tensors[scope + "/b" + EMA_SUFFIX].astype(np.float64) if bias else None
     return _np_conv(x, _np_spectral_norm(tensors, scope), b)
 
 
 def _np_batch_norm(tensors, stats_scope, x, gain, bias):
-    mean = tensors[stats_scope + '/accumulated_mean'].astype(np.float64)
-    var = tensors[stats_scope + '/accumulated_var'].astype(np.float64)
+    mean = tensors[stats_scope + "/accumulated_mean"].astype(np.float64)
+    var = tensors[stats_scope + "/accumulated_var"].astype(np.float64)
     return (x - mean) / np.sqrt(var + BN_EPS) * gain + bias
 
 
 def _np_conditional_bn(tensors, block, suffix, x, cond):
-    hyper = 'Generator/%s/HyperBN%s/' % (block, suffix)
-    gain = 1.0 + cond @ _np_spectral_norm(tensors, hyper + 'gamma')
-    bias = cond @ _np_spectral_norm(tensors, hyper + 'beta')
-    return _np_batch_norm(tensors, 'Generator/%s/CrossReplicaBN%s' % (block, suffix),
-                          x, gain[:, None, None, :], bias[:, None, None, :])
+    hyper = "Generator/%s/HyperBN%s/" % (block, suffix)
+    gain = 1.0 + cond @ _np_spectral_norm(tensors, hyper + "gamma")
+    bias = cond @ _np_spectral_norm(tensors, hyper + "beta")
+    return _np_batch_norm(
+        tensors,
+        "Generator/%s/CrossReplicaBN%s" % (block, suffix),
+        x,
+        gain[:, None, None, :],
+        bias[:, None, None, :],
+    )
 
 
 def _np_upsample(x):
@@ -226,24 +243,24 @@ def _np_max_pool(x):
 
 
 def _np_attention(tensors, x, query_chunk=2048):
-    scope = 'Generator/attention/'
+    scope = "Generator/attention/"
     b, h, w, c = x.shape
 
     def project(name):
         return x @ _np_spectral_norm(tensors, scope + name)[0, 0]
 
-    theta = project('theta').reshape(b, h * w, -1)
-    phi = _np_max_pool(project('phi')).reshape(b, h * w // 4, -1)
-    g = _np_max_pool(project('g')).reshape(b, h * w // 4, -1)
+    theta = project("theta").reshape(b, h * w, -1)
+    phi = _np_max_pool(project("phi")).reshape(b, h * w // 4, -1)
+    g = _np_max_pool(project("g")).reshape(b, h * w // 4, -1)
     o = np.empty((b, h * w, g.shape[-1]))
     for start in range(0, h * w, query_chunk):  # bounds memory at 256x256
-        logits = theta[:, start:start + query_chunk] @ phi.transpose(0, 2, 1)
+        logits = theta[:, start : start + query_chunk] @ phi.transpose(0, 2, 1)
         logits -= logits.max(axis=-1, keepdims=True)
         att = np.exp(logits)
         att /= att.sum(axis=-1, keepdims=True)
-        o[:, start:start + query_chunk] = att @ g
-    o = o.reshape(b, h, w, -1) @ _np_spectral_norm(tensors, scope + 'o_conv')[0, 0]
-    gamma = tensors[scope + 'gamma' + EMA_SUFFIX].astype(np.float64).item()
+        o[:, start : start + query_chunk] = att @ g
+    o = o.reshape(b, h, w, -1) @ _np_spectral_norm(tensors, scope + "o_conv")[0, 0]
+    gamma = tensors[scope + "gamma" + EMA_SUFFIX].astype(np.float64).item()
     return x + gamma * o
 
 
@@ -263,28 +280,33 @@ def reference_forward(tensors, z, y):
     z = np.asarray(z, np.float64)
     y = np.asarray(y, np.float64)
     n_blocks = int(np.log2(_infer_resolution(tensors) // 4))
-    emb = y @ tensors['linear/w' + EMA_SUFFIX].astype(np.float64)
+    emb = y @ tensors["linear/w" + EMA_SUFFIX].astype(np.float64)
     chunks = np.split(z, n_blocks + 1, axis=1)
-    linear = 'Generator/G_Z/G_linear'
+    linear = "Generator/G_Z/G_linear"
     h = chunks[0] @ _np_spectral_norm(tensors, linear)
-    h = h + tensors[linear + '/b' + EMA_SUFFIX]
+    h = h + tensors[linear + "/b" + EMA_SUFFIX]
     h = h.reshape(z.shape[0], 4, 4, -1)
     for index in range(n_blocks):
         block = block_name(index)
-        scope = 'Generator/' + block
+        scope = "Generator/" + block
         cond = np.concatenate([chunks[index + 1], emb], axis=1)
-        a = np.maximum(_np_conditional_bn(tensors, block, '', h, cond), 0.0)
-        a = _np_sn_conv(tensors, scope + '/conv0', _np_upsample(a))
-        a = np.maximum(_np_conditional_bn(tensors, block, '_1', a, cond), 0.0)
-        a = _np_sn_conv(tensors, scope + '/conv1', a)
-        h = a + _np_sn_conv(tensors, scope + '/conv_sc', _np_upsample(h))
+        a = np.maximum(_np_conditional_bn(tensors, block, "", h, cond), 0.0)
+        a = _np_sn_conv(tensors, scope + "/conv0", _np_upsample(a))
+        a = np.maximum(_np_conditional_bn(tensors, block, "_1", a, cond), 0.0)
+        a = _np_sn_conv(tensors, scope + "/conv1", a)
+        h = a + _np_sn_conv(tensors, scope + "/conv_sc", _np_upsample(h))
         if index == attention_after:
             h = _np_attention(tensors, h)
-    gamma = tensors['Generator/ScaledCrossReplicaBN/gamma' + EMA_SUFFIX].reshape(-1)
-    beta = tensors['Generator/ScaledCrossReplicaBN/beta' + EMA_SUFFIX].reshape(-1)
-    h = _np_batch_norm(tensors, 'Generator/ScaledCrossReplicaBNbn', h,
-                       gamma.astype(np.float64), beta.astype(np.float64))
-    return np.tanh(_np_sn_conv(tensors, 'Generator/conv_2d', np.maximum(h, 0.0)))
+    gamma = tensors["Generator/ScaledCrossReplicaBN/gamma" + EMA_SUFFIX].reshape(-1)
+    beta = tensors["Generator/ScaledCrossReplicaBN/beta" + EMA_SUFFIX].reshape(-1)
+    h = _np_batch_norm(
+        tensors,
+        "Generator/ScaledCrossReplicaBNbn",
+        h,
+        gamma.astype(np.float64),
+        beta.astype(np.float64),
+    )
+    return np.tanh(_np_sn_conv(tensors, "Generator/conv_2d", np.maximum(h, 0.0)))
 
 
 # ---------------------------------------------------------------------------
@@ -298,9 +320,9 @@ def _tf_generator(read, z, y, resolution):
     n_blocks = len(multipliers) - 1
 
     def spectral_norm(scope):
-        w = read(scope + '/w' + EMA_SUFFIX)
+        w = read(scope + "/w" + EMA_SUFFIX)
         m = tf.reshape(w, [-1, w.shape[-1]])
-        v = tf.matmul(read(scope + '/u0'), m, transpose_b=True)
+        v = tf.matmul(read(scope + "/u0"), m, transpose_b=True)
         v = v * tf.math.rsqrt(tf.reduce_sum(tf.square(v)) + SN_EPS)
         u = tf.matmul(v, m)
         u_hat = u * tf.math.rsqrt(tf.reduce_sum(tf.square(u)) + SN_EPS)
@@ -308,60 +330,68 @@ def _tf_generator(read, z, y, resolution):
         return w / tf.reshape(sigma, [])
 
     def conv(scope, x, bias=True):
-        out = tf.nn.conv2d(x, spectral_norm(scope), strides=1, padding='SAME')
-        return out + read(scope + '/b' + EMA_SUFFIX) if bias else out
+        out = tf.nn.conv2d(x, spectral_norm(scope), strides=1, padding="SAME")
+        return out + read(scope + "/b" + EMA_SUFFIX) if bias else out
 
     def batch_norm(stats_scope, x, gain, bias):
         return tf.nn.batch_normalization(
-            x, read(stats_scope + '/accumulated_mean'),
-            read(stats_scope + '/accumulated_var'), offset=bias, scale=gain,
-            variance_epsilon=BN_EPS)
+            x,
+            read(stats_scope + "/accumulated_mean"),
+            read(stats_scope + "/accumulated_var"),
+            offset=bias,
+            scale=gain,
+            variance_epsilon=BN_EPS,
+        )
 
     def conditional_bn(block, suffix, x, cond):
-        hyper = 'Generator/%s/HyperBN%s/' % (block, suffix)
-        gain = 1.0 + tf.matmul(cond, spectral_norm(hyper + 'gamma'))
-        bias = tf.matmul(cond, spectral_norm(hyper + 'beta'))
-        return batch_norm('Generator/%s/CrossReplicaBN%s' % (block, suffix), x,
-                          gain[:, None, None, :], bias[:, None, None, :])
+        hyper = "Generator/%s/HyperBN%s/" % (block, suffix)
+        gain = 1.0 + tf.matmul(cond, spectral_norm(hyper + "gamma"))
+        bias = tf.matmul(cond, spectral_norm(hyper + "beta"))
+        return batch_norm(
+            "Generator/%s/CrossReplicaBN%s" % (block, suffix),
+            x,
+            gain[:, None, None, :],
+            bias[:, None, None, :],
+        )
 
     def upsample(x):  # four channel copies, then depth_to_space: nearest x2
         return tf.nn.depth_to_space(tf.concat([x] * 4, axis=-1), 2)
 
     def attention(x):
-        scope = 'Generator/attention/'
+        scope = "Generator/attention/"
         _, height, width, _ = x.shape.as_list()
         batch = tf.shape(x)[0]
-        theta = conv(scope + 'theta', x, bias=False)
-        phi = tf.nn.max_pool2d(conv(scope + 'phi', x, bias=False), 2, 2, 'VALID')
-        g = tf.nn.max_pool2d(conv(scope + 'g', x, bias=False), 2, 2, 'VALID')
+        theta = conv(scope + "theta", x, bias=False)
+        phi = tf.nn.max_pool2d(conv(scope + "phi", x, bias=False), 2, 2, "VALID")
+        g = tf.nn.max_pool2d(conv(scope + "g", x, bias=False), 2, 2, "VALID")
         theta = tf.reshape(theta, [batch, height * width, theta.shape[-1]])
         phi = tf.reshape(phi, [batch, height * width // 4, phi.shape[-1]])
         g = tf.reshape(g, [batch, height * width // 4, g.shape[-1]])
         att = tf.nn.softmax(tf.matmul(theta, phi, transpose_b=True), axis=-1)
         o = tf.reshape(tf.matmul(att, g), [batch, height, width, g.shape[-1]])
-        o = conv(scope + 'o_conv', o, bias=False)
-        return x + read(scope + 'gamma' + EMA_SUFFIX)[0] * o
+        o = conv(scope + "o_conv", o, bias=False)
+        return x + read(scope + "gamma" + EMA_SUFFIX)[0] * o
 
-    emb = tf.matmul(y, read('linear/w' + EMA_SUFFIX))
+    emb = tf.matmul(y, read("linear/w" + EMA_SUFFIX))
     chunks = tf.split(z, n_blocks + 1, axis=1)
-    linear = 'Generator/G_Z/G_linear'
-    h = tf.matmul(chunks[0], spectral_norm(linear)) + read(linear + '/b' + EMA_SUFFIX)
+    linear = "Generator/G_Z/G_linear"
+    h = tf.matmul(chunks[0], spectral_norm(linear)) + read(linear + "/b" + EMA_SUFFIX)
     h = tf.reshape(h, [-1, 4, 4, h.shape[-1] // 16])
     for index in range(n_blocks):
         block = block_name(index)
-        scope = 'Generator/' + block
+        scope = "Generator/" + block
         cond = tf.concat([chunks[index + 1], emb], axis=1)
-        a = tf.nn.relu(conditional_bn(block, '', h, cond))
-        a = conv(scope + '/conv0', upsample(a))
-        a = tf.nn.relu(conditional_bn(block, '_1', a, cond))
-        a = conv(scope + '/conv1', a)
-        h = a + conv(scope + '/conv_sc', upsample(h))
+        a = tf.nn.relu(conditional_bn(block, "", h, cond))
+        a = conv(scope + "/conv0", upsample(a))
+        a = tf.nn.relu(conditional_bn(block, "_1", a, cond))
+        a = conv(scope + "/conv1", a)
+        h = a + conv(scope + "/conv_sc", upsample(h))
         if index == attention_after:
             h = attention(h)
-    gamma = tf.reshape(read('Generator/ScaledCrossReplicaBN/gamma' + EMA_SUFFIX), [-1])
-    beta = tf.reshape(read('Generator/ScaledCrossReplicaBN/beta' + EMA_SUFFIX), [-1])
-    h = tf.nn.relu(batch_norm('Generator/ScaledCrossReplicaBNbn', h, gamma, beta))
-    return tf.tanh(conv('Generator/conv_2d', h))
+    gamma = tf.reshape(read("Generator/ScaledCrossReplicaBN/gamma" + EMA_SUFFIX), [-1])
+    beta = tf.reshape(read("Generator/ScaledCrossReplicaBN/beta" + EMA_SUFFIX), [-1])
+    h = tf.nn.relu(batch_norm("Generator/ScaledCrossReplicaBNbn", h, gamma, beta))
+    return tf.tanh(conv("Generator/conv_2d", h))
 
 
 def build_tf1_hub_module(export_dir, tensors):
@@ -383,8 +413,9 @@ def build_tf1_hub_module(export_dir, tensors):
     """
     resolution = _infer_resolution(tensors)
     dim_z = (int(np.log2(resolution // 4)) + 1) * tensors[
-        'Generator/G_Z/G_linear/w' + EMA_SUFFIX].shape[0]
-    num_classes = tensors['linear/w' + EMA_SUFFIX].shape[0]
+        "Generator/G_Z/G_linear/w" + EMA_SUFFIX
+    ].shape[0]
+    num_classes = tensors["linear/w" + EMA_SUFFIX].shape[0]
 
     def module_fn():
         variables = {}
@@ -392,16 +423,19 @@ def build_tf1_hub_module(export_dir, tensors):
             # Zeros here; the values are loaded into the instantiated module
             # below, so the graph does not embed every tensor as a constant.
             variables[key] = tf.compat.v1.get_variable(
-                key, shape=value.shape, dtype=tf.as_dtype(value.dtype),
+                key,
+                shape=value.shape,
+                dtype=tf.as_dtype(value.dtype),
                 initializer=tf.compat.v1.zeros_initializer(),
-                trainable=value.dtype != np.int64)
-        z = tf.compat.v1.placeholder(tf.float32, [None, dim_z], name='z')
-        y = tf.compat.v1.placeholder(tf.float32, [None, num_classes], name='y')
-        truncation = tf.compat.v1.placeholder(tf.float32, [], name='truncation')
-        output = _tf_generator(lambda key: tf.convert_to_tensor(variables[key]),
-                               z, y, resolution)
-        hub.add_signature(inputs={'z': z, 'y': y, 'truncation': truncation},
-                          outputs={'default': output})
+                trainable=value.dtype != np.int64,
+            )
+        z = tf.compat.v1.placeholder(tf.float32, [None, dim_z], name="z")
+        y = tf.compat.v1.placeholder(tf.float32, [None, num_classes], name="y")
+        truncation = tf.compat.v1.placeholder(tf.float32, [], name="truncation")
+        output = _tf_generator(lambda key: tf.convert_to_tensor(variables[key]), z, y, resolution)
+        hub.add_signature(
+            inputs={"z": z, "y": y, "truncation": truncation}, outputs={"default": output}
+        )
 
     with tf.Graph().as_default():
         spec = hub.create_module_spec(module_fn, tags_and_args=[(set(), {})])
@@ -412,11 +446,12 @@ def build_tf1_hub_module(export_dir, tensors):
                 module.variable_map[key].load(value, session)
             module.export(export_dir, session)
 
-    reader = tf.train.load_checkpoint(os.path.join(export_dir, 'variables', 'variables'))
+    reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
     stored = reader.get_variable_to_shape_map()
-    assert set(stored) == set(tensors), (
-        'checkpoint keys differ: missing %s, unexpected %s'
-        % (sorted(set(tensors) - set(stored)), sorted(set(stored) - set(tensors))))
+    assert set(stored) == set(tensors), "checkpoint keys differ: missing %s, unexpected %s" % (
+        sorted(set(tensors) - set(stored)),
+        sorted(set(stored) - set(tensors)),
+    )
     for key, value in tensors.items():
         np.testing.assert_array_equal(reader.get_tensor(key), value, err_msg=key)
 
@@ -432,9 +467,12 @@ def write_checkpoint_only_module(export_dir, tensors):
         export_dir: module directory; created if needed.
         tensors: dict from key to NumPy array.
     """
-    variables_dir = os.path.join(export_dir, 'variables')
+    variables_dir = os.path.join(export_dir, "variables")
     os.makedirs(variables_dir, exist_ok=True)
     keys = sorted(tensors)
-    tf.raw_ops.SaveV2(prefix=os.path.join(variables_dir, 'variables'),
-                      tensor_names=keys, shape_and_slices=[''] * len(keys),
-                      tensors=[tf.constant(tensors[key]) for key in keys])
+    tf.raw_ops.SaveV2(
+        prefix=os.path.join(variables_dir, "variables"),
+        tensor_names=keys,
+        shape_and_slices=[""] * len(keys),
+        tensors=[tf.constant(tensors[key]) for key in keys],
+    )

@@ -224,8 +224,10 @@ class StandingBatchNorm(tf.keras.layers.Layer):
         mean, var = cross_replica_moments(inputs, axes)
         if accumulate:
             count = self.accumulation_counter + 1.0
-            self.accumulated_mean.assign_add((mean - self.accumulated_mean) / count)
-            self.accumulated_var.assign_add((var - self.accumulated_var) / count)
+            # The first batch after a reset is copied exactly (old + (new - old) rounds).
+            fresh = self.accumulation_counter <= 0.0
+            for acc, value in ((self.accumulated_mean, mean), (self.accumulated_var, var)):
+                acc.assign(tf.where(fresh, value, acc + (value - acc) / count))
             self.accumulation_counter.assign(count)
         return mean, var
 
