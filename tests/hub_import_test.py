@@ -1,0 +1,284 @@
+"""Tests of tf_cgan_transfer.hub_import and the hub_convert CLI on miniature modules.
+
+The parity tests build a genuine TF1-Hub-format module (hub.create_module_spec) whose
+graph computes the BigGAN forward pass in raw TF ops, independently of our layers, and
+compare our imported Generator with the module's own `default` signature.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_hub as hub
+
+from tests import fake_biggan_module as fake
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import hub_import
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _inputs(generator_or_dim_z, num_classes, batch=2, seed=0):
+    dim_z = getattr(generator_or_dim_z, "dim_z", generator_or_dim_z)
+    rng = np.random.default_rng(seed)
+    z = np.clip(rng.normal(size=[batch, dim_z]), -2, 2).astype(np.float32)
+    y = np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, batch)]
+    return z, y
+
+
+class HubParityTest(tf.test.TestCase):
+    """Invariant 1 of DESIGN.md: our import equals the module's own output."""
+
+    def _check_parity(self, resolution):
+        tensors = fake.make_biggan_tensors(resolution=resolution, seed=resolution)
+        module_dir = self.create_tempdir().full_path
+        fake.build_tf1_hub_module(module_dir, tensors)
+        generator, report = hub_import.load_generator(module_dir)
+
+        z, y = _inputs(generator, 3, seed=resolution)
+        module = hub.load(module_dir)
+        expected = module.signatures["default"](
+            z=tf.constant(z), y=tf.constant(y), truncation=tf.constant(1.0)
+        )["default"]
+        actual = generator((z, y))
+        self.assertEqual(actual.shape, [2, resolution, resolution, 3])
+        self.assertAllClose(actual, expected, atol=1e-5, rtol=0)
+        self.assertGreater(float(tf.math.reduce_std(expected)), 0.1)  # not a flat image
+        # Class ids give the same images as one-hot rows.
+        self.assertAllClose(generator((z, np.argmax(y, 1))), expected, atol=1e-5, rtol=0)
+        return generator, report, tensors
+
+    def test_biggan_128_layout(self):
+        generator, report, tensors = self._check_parity(128)
+        self.assertEqual(
+            report.config,
+            dict(
+                resolution=128,
+                ch=4,
+                num_classes=3,
+                dim_z=12,
+                shared_dim=8,
+                hierarchical_z=True,
+                attention_resolution=64,
+            ),
+        )
+        self.assertEqual(generator.attention_index, 3)
+        # Raw twins, u1/u2 and unknown keys are read from the module but ignored.
+        self.assertIn("Generator/GBlock/conv0/w", report.ignored_keys)
+        self.assertIn("Generator/GBlock/conv0/u1", report.ignored_keys)
+        self.assertIn("global_step", report.ignored_keys)
+        self.assertIn("Generator/GBlock/conv0/w/ema_b999900", report.loaded_keys)
+        self.assertEqual(sorted(report.loaded_keys + report.ignored_keys), sorted(tensors))
+        # Standing statistics are used as stored, not divided by the counter.
+        self.assertAllClose(
+            generator.blocks[0].HyperBN.bn.accumulated_var,
+            tensors["Generator/GBlock/CrossReplicaBN/accumulated_var"],
+        )
+
+    def test_biggan_256_layout(self):
+        generator, report, _ = self._check_parity(256)
+        self.assertEqual(report.config["resolution"], 256)
+        self.assertEqual(report.config["dim_z"], 14)
+        self.assertEqual(report.config["attention_resolution"], 128)
+        self.assertEqual(generator.attention_index, 4)
+
+
+class ModuleVariantsTest(tf.test.TestCase):
+    def _write(self, tensors):
+        module_dir = self.create_tempdir().full_path
+        fake.write_checkpoint_only_module(module_dir, tensors)
+        return module_dir
+
+    def test_ema_only_u0_only_and_vector_final_bn(self):
+        tensors = fake.make_biggan_tensors(
+            resolution=128, seed=3, raw_twins=False, n_u=1, final_bn_4d=False, extra_keys=False
+        )
+        generator, report = hub_import.load_generator(self._write(tensors))
+        self.assertEqual(report.ignored_keys, [])
+        z, y = _inputs(generator, 3, seed=3)
+        self.assertAllClose(
+            generator((z, y)), fake.reference_forward(tensors, z, y), atol=1e-5, rtol=0
+        )
+
+    def test_bare_keys_are_used_when_there_is_no_ema_twin(self):
+        tensors = fake.make_biggan_tensors(resolution=128, seed=4, raw_twins=False)
+        bare = {k.replace("/ema_b999900", ""): v for k, v in tensors.items()}
+        generator, _ = hub_import.load_generator(self._write(bare))
+        z, y = _inputs(generator, 3, seed=4)
+        self.assertAllClose(
+            generator((z, y)), fake.reference_forward(tensors, z, y), atol=1e-5, rtol=0
+        )
+
+    def test_infers_biggan_512_layout(self):
+        tensors = fake.make_biggan_tensors(resolution=512, z_chunk=3)
+        shapes = {k: list(np.shape(v)) for k, v in tensors.items()}
+        self.assertEqual(
+            hub_import.infer_config(shapes),
+            dict(
+                resolution=512,
+                ch=4,
+                num_classes=3,
+                dim_z=24,
+                shared_dim=8,
+                hierarchical_z=True,
+                attention_resolution=64,
+            ),
+        )
+
+
+class HandleResolutionTest(tf.test.TestCase):
+    def test_url_and_short_handle_resolve_through_the_hub_cache(self):
+        cache = self.create_tempdir().full_path
+        url = "https://tfhub.dev/deepmind/biggan-128/2"
+        cached = os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())
+        tensors = fake.make_biggan_tensors(resolution=128, seed=5)
+        fake.write_checkpoint_only_module(cached, tensors)  # resolution needs only variables/
+        z, y = _inputs(12, 3, seed=5)
+        expected = fake.reference_forward(tensors, z, y)
+        os.environ["TFHUB_CACHE_DIR"] = cache
+        try:
+            for handle in (url, "deepmind/biggan-128/2"):
+                generator, report = hub_import.load_generator(handle)
+                self.assertEqual(report.module_path, cached)
+                self.assertAllClose(generator((z, y)), expected, atol=1e-5, rtol=0)
+        finally:
+            del os.environ["TFHUB_CACHE_DIR"]
+
+    def test_uncached_url_offline_says_what_to_download(self):
+        cache = self.create_tempdir().full_path
+        os.environ["TFHUB_CACHE_DIR"] = cache
+        try:
+            with self.assertRaisesRegex(
+                hub_import.HubImportError,
+                r"Could not fetch TF-Hub module https://tfhub.dev/deepmind/biggan-256/2 .*"
+                r"download https://tfhub.dev/deepmind/biggan-256/2\?tf-hub-format=compressed.*"
+                + hashlib.sha1(b"https://tfhub.dev/deepmind/biggan-256/2").hexdigest(),
+            ):
+                hub_import.load_generator("https://tfhub.dev/deepmind/biggan-256/2")
+        finally:
+            del os.environ["TFHUB_CACHE_DIR"]
+
+
+class BadModuleTest(tf.test.TestCase):
+    def _write(self, tensors):
+        module_dir = self.create_tempdir().full_path
+        fake.write_checkpoint_only_module(module_dir, tensors)
+        return module_dir
+
+    def test_directory_that_is_not_a_module(self):
+        empty = self.create_tempdir().full_path
+        with self.assertRaisesRegex(
+            hub_import.HubImportError,
+            "is not a TF-Hub module directory: .*variables/variables.index is missing",
+        ):
+            hub_import.load_generator(empty)
+
+    def test_path_that_does_not_exist(self):
+        with self.assertRaisesRegex(
+            hub_import.HubImportError, "neither an existing directory nor a TF-Hub handle"
+        ):
+            hub_import.load_generator("/no/such/module")
+
+    def test_module_of_another_model(self):
+        other = {
+            "InceptionV3/Conv2d_1a_3x3/weights": np.zeros([3, 3, 3, 32], np.float32),
+            "global_step": np.array(1, np.int64),
+        }
+        with self.assertRaisesRegex(
+            hub_import.HubImportError, "Not a BigGAN generator module: key 'linear/w' is missing"
+        ):
+            hub_import.load_generator(self._write(other))
+
+    def test_biggan_deep_module(self):
+        deep = {
+            "linear/w/ema_0.9999": np.zeros([3, 8], np.float32),
+            "Generator/GenZ/G_linear/w/ema_0.9999": np.zeros([16, 64], np.float32),
+        }
+        with self.assertRaisesRegex(hub_import.HubImportError, "BigGAN-deep module"):
+            hub_import.load_generator(self._write(deep))
+
+    def test_missing_key_is_named_with_expected_shape(self):
+        tensors = fake.make_biggan_tensors(resolution=128)
+        del tensors["Generator/GBlock_2/conv1/u0"]
+        with self.assertRaisesRegex(
+            hub_import.HubImportError,
+            r"(?s)1 problem.*missing key Generator/GBlock_2/conv1/u0: expected shape \[1, 16\]",
+        ):
+            hub_import.load_generator(self._write(tensors))
+
+    def test_misshaped_key_is_named_with_both_shapes(self):
+        tensors = fake.make_biggan_tensors(resolution=128)
+        tensors["Generator/GBlock_1/conv0/w/ema_b999900"] = np.zeros([3, 3, 64, 16], np.float32)
+        with self.assertRaisesRegex(
+            hub_import.HubImportError,
+            r"key Generator/GBlock_1/conv0/w/ema_b999900: expected shape \[3, 3, 64, 32\], "
+            r"found \[3, 3, 64, 16\]",
+        ):
+            hub_import.load_generator(self._write(tensors))
+
+    def test_width_mismatch_between_linear_and_output_conv(self):
+        tensors = fake.make_biggan_tensors(resolution=128)
+        tensors["Generator/conv_2d/w/ema_b999900"] = np.zeros([3, 3, 8, 3], np.float32)
+        with self.assertRaisesRegex(
+            hub_import.HubImportError, "G_linear/w has 1024 outputs.*ch=8.*needs 2048"
+        ):
+            hub_import.load_generator(self._write(tensors))
+
+
+class HubConvertCliTest(tf.test.TestCase):
+    def _run(self, *args):
+        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+        return subprocess.run(
+            [sys.executable, "-m", "tf_cgan_transfer.hub_convert", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def test_converts_samples_and_refuses_to_overwrite(self):
+        tensors = fake.make_biggan_tensors(resolution=128, seed=6)
+        module_dir = self.create_tempdir().full_path
+        fake.write_checkpoint_only_module(module_dir, tensors)
+        out = os.path.join(self.create_tempdir().full_path, "converted")
+        args = [
+            f"--module={module_dir}",
+            f"--output_dir={out}",
+            "--class_ids=2,0",
+            "--samples_per_class=3",
+        ]
+        result = self._run(*args)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("keys loaded", result.stdout)
+
+        sheet = tf.io.decode_png(tf.io.read_file(os.path.join(out, "samples.png")))
+        self.assertEqual(sheet.shape, [2 * 130 + 2, 3 * 130 + 2, 3])
+        with open(os.path.join(out, "import_report.json")) as f:
+            self.assertEqual(json.load(f)["config"]["resolution"], 128)
+        restored = biggan.restore_generator(out)
+        z, y = _inputs(restored, 3, seed=6)
+        self.assertAllClose(
+            restored((z, y)), fake.reference_forward(tensors, z, y), atol=1e-5, rtol=0
+        )
+
+        again = self._run(*args)
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn("already holds a converted generator; pass --overwrite", again.stderr)
+
+    def test_class_id_out_of_range(self):
+        module_dir = self.create_tempdir().full_path
+        fake.write_checkpoint_only_module(module_dir, fake.make_biggan_tensors(resolution=128))
+        out = self.create_tempdir().full_path
+        result = self._run(f"--module={module_dir}", f"--output_dir={out}", "--class_ids=1,5")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--class_ids [5] out of range: the module has 3 classes", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "generator_config.json")))
+
+
+if __name__ == "__main__":
+    tf.test.main()
