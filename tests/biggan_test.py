@@ -131,19 +131,31 @@ class GeneratorSerializationTest(tf.test.TestCase):
 
     def test_save_and_restore(self):
         g = tiny_generator(64, dim_z=10).build_weights()
+        d = biggan.Discriminator(64, ch=8, num_classes=3).build_weights()
         for bn in g.standing_batch_norms():  # non-trainable state must survive too
             bn.accumulated_mean.assign(tf.random.normal(bn.accumulated_mean.shape))
         directory = self.create_tempdir().full_path
-        biggan.save_generator(g, directory)
-        restored = biggan.restore_generator(directory)
+        biggan.save_models(directory, g, d)
+        restored_g, restored_d = biggan.restore_models(directory)
         z, y = biggan.sample_z(2, 10, seed=5), tf.constant([2, 0])
-        self.assertAllEqual(restored((z, y)), g((z, y)))
-        self.assertEqual(restored.get_config(), g.get_config())
+        self.assertAllEqual(restored_g((z, y)), g((z, y)))
+        self.assertEqual(restored_g.get_config(), g.get_config())
+        x = g((z, y))
+        self.assertAllEqual(restored_d((x, y)), d((x, y)))
+
+    def test_save_and_restore_generator_only(self):
+        g = tiny_generator(32, ch=8, dim_z=8).build_weights()
+        directory = self.create_tempdir().full_path
+        biggan.save_models(directory, g)
+        restored_g, restored_d = biggan.restore_models(directory)
+        self.assertIsNone(restored_d)
+        z, y = biggan.sample_z(2, 8, seed=6), tf.constant([1, 0])
+        self.assertAllEqual(restored_g((z, y)), g((z, y)))
 
     def test_restore_from_wrong_directory(self):
         directory = self.create_tempdir().full_path
         with self.assertRaisesRegex(FileNotFoundError, "generator_config.json not found"):
-            biggan.restore_generator(directory)
+            biggan.restore_models(directory)
 
 
 class DiscriminatorTest(tf.test.TestCase):

@@ -260,7 +260,7 @@ class HubConvertCliTest(tf.test.TestCase):
         self.assertEqual(sheet.shape, [2 * 130 + 2, 3 * 130 + 2, 3])
         with open(os.path.join(out, "import_report.json")) as f:
             self.assertEqual(json.load(f)["config"]["resolution"], 128)
-        restored = biggan.restore_generator(out)
+        restored, _ = biggan.restore_models(out)
         z, y = _inputs(restored, 3, seed=6)
         self.assertAllClose(
             restored((z, y)), fake.reference_forward(tensors, z, y), atol=1e-5, rtol=0

@@ -77,31 +77,50 @@ def sample_z(batch_size, dim_z, truncation=1.0, seed=0):
     return z * truncation
 
 
+CONDITIONINGS = ("biggan", "kp_bn", "bn_only")
+
+
+def make_conditional_bn(config, name):
+    """A block's conditional BN from `{"type": ..., **constructor arguments}`.
+
+    "biggan": `layers.ConditionalBatchNorm` (hub HyperBN, or per-class tables);
+    "kp_bn" / "bn_only": `layers.KnowledgePropagationBatchNorm` with / without the
+    mixture of old classes.
+    """
+    config = dict(config)
+    kind = config.pop("type")
+    if kind == "biggan":
+        return layers.ConditionalBatchNorm(name=name, **config)
+    if kind in ("kp_bn", "bn_only"):
+        return layers.KnowledgePropagationBatchNorm(
+            name=name, use_mixture=kind == "kp_bn", **config
+        )
+    raise ValueError(f"Unknown conditioning {kind!r}; use one of {CONDITIONINGS}.")
+
+
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
 class GBlock(tf.keras.layers.Layer):
     """Generator residual block: `[B, H, W, Cin] -> [B, 2H, 2W, Cout]`.
 
     a = conv1(relu(HyperBN_1(conv0(up(relu(HyperBN(h))))))), out = a + conv_sc(up(h)).
     Each BN is conditioned on this block's z chunk and the class code.
+
+    Args:
+      out_channels: Cout.
+      conditional_bn: `{"type": "biggan" | "kp_bn" | "bn_only", **BN arguments}` for
+        both conditional BNs (see `make_conditional_bn`).
+      sn_epsilon: spectral-norm epsilon of the convolutions.
     """
 
-    def __init__(
-        self, out_channels, shared_embedding=True, bn_epsilon=1e-4, sn_epsilon=1e-4, **kwargs
-    ):
+    def __init__(self, out_channels, conditional_bn=None, sn_epsilon=1e-4, **kwargs):
         super().__init__(**kwargs)
         self.out_channels = out_channels
-        self.shared_embedding = shared_embedding
-        self.bn_epsilon = bn_epsilon
+        self.conditional_bn = dict(conditional_bn or {"type": "biggan"})
         self.sn_epsilon = sn_epsilon
 
     def build(self, input_shape):
-        cbn = dict(
-            shared_embedding=self.shared_embedding,
-            epsilon=self.bn_epsilon,
-            sn_epsilon=self.sn_epsilon,
-        )
-        self.HyperBN = layers.ConditionalBatchNorm(name="HyperBN", **cbn)
-        self.HyperBN_1 = layers.ConditionalBatchNorm(name="HyperBN_1", **cbn)
+        self.HyperBN = make_conditional_bn(self.conditional_bn, "HyperBN")
+        self.HyperBN_1 = make_conditional_bn(self.conditional_bn, "HyperBN_1")
         conv = dict(epsilon=self.sn_epsilon)
         self.conv0 = layers.SNConv2D(self.out_channels, 3, name="conv0", **conv)
         self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
@@ -123,8 +142,7 @@ class GBlock(tf.keras.layers.Layer):
         config = super().get_config()
         config.update(
             out_channels=self.out_channels,
-            shared_embedding=self.shared_embedding,
-            bn_epsilon=self.bn_epsilon,
+            conditional_bn=dict(self.conditional_bn),
             sn_epsilon=self.sn_epsilon,
         )
         return config
@@ -152,6 +170,13 @@ class Generator(tf.keras.Model):
       attention_resolution: where self-attention sits; None = the table default,
         0 = no attention.
       bn_epsilon, final_bn_epsilon, sn_epsilon: the hub uses 1e-4 for all three.
+      conditioning: "biggan" (pretrained BigGAN BNs), or, for generators transferred to
+        new classes (`transfer.py`), "kp_bn" (knowledge-propagating BN: mixtures of
+        `num_source_classes` old classes) or "bn_only" (new per-class gains/biases).
+        Transferred generators take one-hot labels over their `num_classes` new classes
+        directly (no shared embedding) and keep z chunks when hierarchical.
+      num_source_classes: K, the old classes' count ("kp_bn" only).
+      residual_init: initialiser of the per-class residuals R ("zeros", "orthogonal").
     """
 
     def __init__(
@@ -166,6 +191,9 @@ class Generator(tf.keras.Model):
         bn_epsilon=1e-4,
         final_bn_epsilon=1e-4,
         sn_epsilon=1e-4,
+        conditioning="biggan",
+        num_source_classes=None,
+        residual_init="zeros",
         name="Generator",
         **kwargs,
     ):
@@ -175,8 +203,14 @@ class Generator(tf.keras.Model):
         self.num_blocks = len(multipliers) - 1
         if dim_z is None:
             dim_z = DEFAULT_DIM_Z[resolution]
-        if hierarchical_z and not shared_dim:
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"Unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}.")
+        if conditioning == "biggan" and hierarchical_z and not shared_dim:
             raise ValueError("hierarchical_z=True needs a shared class embedding (shared_dim > 0).")
+        if conditioning != "biggan":
+            shared_dim = 0  # transferred G: the class code is the one-hot new label
+        if conditioning == "kp_bn" and not num_source_classes:
+            raise ValueError("conditioning='kp_bn' needs num_source_classes (old classes K).")
         if hierarchical_z and dim_z % (self.num_blocks + 1):
             raise ValueError(
                 f"dim_z={dim_z} must split into {self.num_blocks + 1} equal chunks "
@@ -200,6 +234,9 @@ class Generator(tf.keras.Model):
         self.bn_epsilon = bn_epsilon
         self.final_bn_epsilon = final_bn_epsilon
         self.sn_epsilon = sn_epsilon
+        self.conditioning = conditioning
+        self.num_source_classes = num_source_classes
+        self.residual_init = residual_init
         self.attention_index = (
             block_resolutions.index(attention_resolution) if attention_resolution else None
         )
@@ -213,8 +250,7 @@ class Generator(tf.keras.Model):
         self.blocks = [
             GBlock(
                 ch * multipliers[i + 1],
-                shared_embedding=bool(shared_dim),
-                bn_epsilon=bn_epsilon,
+                conditional_bn=self._conditional_bn_config(),
                 sn_epsilon=sn_epsilon,
                 name=_block_name("GBlock", i),
             )
@@ -229,6 +265,24 @@ class Generator(tf.keras.Model):
             epsilon=final_bn_epsilon, scale=True, center=True, name="ScaledCrossReplicaBN"
         )
         self.conv_2d = layers.SNConv2D(3, 3, epsilon=sn_epsilon, name="conv_2d")
+
+    def _conditional_bn_config(self):
+        common = dict(epsilon=self.bn_epsilon, sn_epsilon=self.sn_epsilon)
+        if self.conditioning == "biggan":
+            return dict(type="biggan", shared_embedding=bool(self.shared_dim), **common)
+        z_chunk = self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
+        return dict(
+            type=self.conditioning,
+            num_old_classes=self.num_source_classes or 0,
+            num_new_classes=self.num_classes,
+            z_dim=z_chunk,
+            residual_init=self.residual_init,
+            **common,
+        )
+
+    def conditional_batch_norms(self):
+        """Every block's conditional BN, in order (HyperBN, HyperBN_1 per block)."""
+        return [bn for block in self.blocks for bn in (block.HyperBN, block.HyperBN_1)]
 
     def class_code(self, y):
         """What every conditional BN sees of the class: the shared embedding or one-hot y."""
@@ -287,6 +341,9 @@ class Generator(tf.keras.Model):
             bn_epsilon=self.bn_epsilon,
             final_bn_epsilon=self.final_bn_epsilon,
             sn_epsilon=self.sn_epsilon,
+            conditioning=self.conditioning,
+            num_source_classes=self.num_source_classes,
+            residual_init=self.residual_init,
             name=self.name,
         )
 
@@ -485,29 +542,52 @@ def count_parameters(model):
 
 
 GENERATOR_CONFIG_FILE = "generator_config.json"
+DISCRIMINATOR_CONFIG_FILE = "discriminator_config.json"
+MODELS_PREFIX = "models"
 
 
-def save_generator(generator, directory):
-    """Writes `generator_config.json` and a `tf.train.Checkpoint(generator=...)`.
+def save_models(directory, generator, discriminator=None):
+    """Writes the models' configs (JSON) and one `tf.train.Checkpoint` of their weights.
 
-    Returns the checkpoint path prefix.
+    The directory then holds `generator_config.json`, `discriminator_config.json` (when
+    a discriminator is given) and `models.index`/`models.data-*`. Returns the prefix.
     """
     tf.io.gfile.makedirs(directory)
-    with tf.io.gfile.GFile(os.path.join(directory, GENERATOR_CONFIG_FILE), "w") as f:
-        json.dump(generator.get_config(), f, indent=2, sort_keys=True)
-    return tf.train.Checkpoint(generator=generator).write(os.path.join(directory, "generator"))
+    objects = dict(generator=generator)
+    configs = {GENERATOR_CONFIG_FILE: generator.get_config()}
+    if discriminator is not None:
+        objects["discriminator"] = discriminator
+        configs[DISCRIMINATOR_CONFIG_FILE] = discriminator.get_config()
+    for filename, config in configs.items():
+        with tf.io.gfile.GFile(os.path.join(directory, filename), "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+    return tf.train.Checkpoint(**objects).write(os.path.join(directory, MODELS_PREFIX))
 
 
-def restore_generator(directory):
-    """Rebuilds the Generator saved by `save_generator` and restores its weights."""
-    config_path = os.path.join(directory, GENERATOR_CONFIG_FILE)
-    if not tf.io.gfile.exists(config_path):
+def read_config(directory, filename=GENERATOR_CONFIG_FILE):
+    """The JSON config `filename` in `directory`, or a FileNotFoundError saying what it is."""
+    path = os.path.join(directory, filename)
+    if not tf.io.gfile.exists(path):
         raise FileNotFoundError(
-            f"{config_path} not found: {directory!r} is not a generator directory written "
-            "by save_generator (hub_convert or train output)."
+            f"{path} not found: {directory!r} is not a model directory written by "
+            "biggan.save_models (hub_convert or a training run)."
         )
-    with tf.io.gfile.GFile(config_path) as f:
-        generator = Generator.from_config(json.load(f)).build_weights()
-    prefix = tf.train.latest_checkpoint(directory) or os.path.join(directory, "generator")
-    tf.train.Checkpoint(generator=generator).read(prefix).assert_existing_objects_matched()
-    return generator
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def restore_models(directory):
+    """Rebuilds and restores the models saved by `save_models`: `(generator, D or None)`.
+
+    Every variable of the rebuilt models must be found in the checkpoint.
+    """
+    generator = Generator.from_config(read_config(directory)).build_weights()
+    objects = dict(generator=generator)
+    discriminator = None
+    if tf.io.gfile.exists(os.path.join(directory, DISCRIMINATOR_CONFIG_FILE)):
+        config = read_config(directory, DISCRIMINATOR_CONFIG_FILE)
+        discriminator = Discriminator.from_config(config).build_weights()
+        objects["discriminator"] = discriminator
+    status = tf.train.Checkpoint(**objects).read(os.path.join(directory, MODELS_PREFIX))
+    status.assert_existing_objects_matched()
+    return generator, discriminator

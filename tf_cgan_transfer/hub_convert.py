@@ -4,8 +4,8 @@ r"""Converts a TF-Hub BigGAN module into a checkpoint of our Generator, plus sam
       --module=https://tfhub.dev/deepmind/biggan-128/2 --output_dir=/tmp/biggan128 \
       --class_ids=1,207,980 --samples_per_class=4
 
-Writes to --output_dir: `generator_config.json` + `generator.*` (read back with
-`biggan.restore_generator`), `import_report.json` (keys loaded and ignored) and
+Writes to --output_dir: `generator_config.json` + `models.*` (read back with
+`biggan.restore_models`), `import_report.json` (keys loaded and ignored) and
 `samples.png` (one row per class id).
 """
 
@@ -118,7 +118,7 @@ def convert(config):
             "for truncation 1.0; set --standing_stats_batches to re-accumulate them.",
             config.truncation,
         )
-    biggan.save_generator(generator, config.output_dir)
+    biggan.save_models(config.output_dir, generator)
     with tf.io.gfile.GFile(os.path.join(config.output_dir, "import_report.json"), "w") as f:
         json.dump(dataclasses.asdict(report), f, indent=2)
     if config.samples_per_class and config.class_ids:

@@ -379,3 +379,120 @@ class SelfAttention(tf.keras.layers.Layer):
         config = super().get_config()
         config.update(sn_epsilon=self.sn_epsilon)
         return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
+    """Conditional BN for new classes as mixtures of old ones (cGANTransfer, METHOD.md).
+
+    Call: `x [B, H, W, C]`, `z_chunk [B, dz]` or None, `class_code [B, N]` (one-hot over
+    the N new classes) -> `[B, H, W, C]` computing `BN(x) * gain + bias` with
+
+        gain = 1 + A_gamma(y) P_gamma + z Wz_gamma + y R_gamma
+        bias =     A_beta(y)  P_beta  + z Wz_beta  + y R_beta
+
+    Weights (row layouts, i.e. the transposes of METHOD.md's column notation):
+      P_gamma, P_beta `[K, C]`: row k is old class k's gain/bias offset (prior knowledge).
+      Wz_gamma, Wz_beta `[dz, C]`: the pretrained z part (only when `z_dim > 0`).
+      A_gamma, A_beta: spectrally normalised dense N -> K with bias, orthogonal init;
+        `A(y)` are the new class's mixture weights over the old classes.
+      R_gamma, R_beta `[N, C]`: per-new-class residuals, zero (default) or orthogonal.
+    With `use_mixture=False` there is no P and no A (the BN-only baseline: new per-class
+    gains/biases `R` learned from scratch on top of the pretrained z part).
+
+    Args:
+      num_old_classes: K. num_new_classes: N. z_dim: width of the z chunk (0: none).
+      use_mixture: include P and A. residual_init: 'zeros' or 'orthogonal'.
+      epsilon, sn_epsilon: BN and spectral-norm epsilons (1e-4 like the hub).
+    """
+
+    RESIDUAL_INITS = ("zeros", "orthogonal")
+
+    def __init__(
+        self,
+        num_old_classes,
+        num_new_classes,
+        z_dim=0,
+        use_mixture=True,
+        residual_init="zeros",
+        epsilon=1e-4,
+        sn_epsilon=1e-4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if residual_init not in self.RESIDUAL_INITS:
+            raise ValueError(
+                f"Unknown residual_init {residual_init!r}; use one of {self.RESIDUAL_INITS}."
+            )
+        self.num_old_classes = num_old_classes
+        self.num_new_classes = num_new_classes
+        self.z_dim = z_dim
+        self.use_mixture = use_mixture
+        self.residual_init = residual_init
+        self.epsilon = epsilon
+        self.sn_epsilon = sn_epsilon
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        k, n = self.num_old_classes, self.num_new_classes
+        weight = lambda name, shape, init: self.add_weight(
+            name, shape=shape, initializer=init, experimental_autocast=False
+        )
+        self.P_gamma = self.P_beta = self.A_gamma = self.A_beta = None
+        if self.use_mixture:
+            self.P_gamma = weight("P_gamma", [k, channels], "zeros")
+            self.P_beta = weight("P_beta", [k, channels], "zeros")
+            sn = dict(use_bias=True, epsilon=self.sn_epsilon, kernel_initializer="orthogonal")
+            self.A_gamma = SNDense(k, name="A_gamma", **sn)
+            self.A_beta = SNDense(k, name="A_beta", **sn)
+            self.A_gamma.build([None, n])
+            self.A_beta.build([None, n])
+        self.Wz_gamma = self.Wz_beta = None
+        if self.z_dim:
+            self.Wz_gamma = weight("Wz_gamma", [self.z_dim, channels], "zeros")
+            self.Wz_beta = weight("Wz_beta", [self.z_dim, channels], "zeros")
+        self.R_gamma = weight("R_gamma", [n, channels], self.residual_init)
+        self.R_beta = weight("R_beta", [n, channels], self.residual_init)
+        self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
+        self.bn.build(input_shape)  # used through moments()/normalize(), never __call__
+        super().build(input_shape)
+
+    def mixture_weights(self, y, training=False):
+        """`(w_gamma, w_beta)`, each `[B, K]`: the old-class mixtures of classes `y`."""
+        return self.A_gamma(y, training=training), self.A_beta(y, training=training)
+
+    def gain_and_bias(self, z_chunk, class_code, training=False):
+        """Per-example `(gain, bias)`, float32 `[B, C]` each."""
+        y = tf.cast(class_code, tf.float32)
+        gain = 1.0 + tf.matmul(y, self.R_gamma)
+        bias = tf.matmul(y, self.R_beta)
+        if self.use_mixture:
+            w_gamma, w_beta = self.mixture_weights(y, training)
+            gain += tf.matmul(w_gamma, self.P_gamma)
+            bias += tf.matmul(w_beta, self.P_beta)
+        if self.z_dim:
+            z = tf.cast(z_chunk, tf.float32)
+            gain += tf.matmul(z, self.Wz_gamma)
+            bias += tf.matmul(z, self.Wz_beta)
+        return gain, bias
+
+    def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
+        gain, bias = self.gain_and_bias(z_chunk, class_code, training)
+        rank = x.shape.rank
+        mean, var = self.bn.moments(x, training, accumulate)
+        return self.bn.normalize(
+            x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_old_classes=self.num_old_classes,
+            num_new_classes=self.num_new_classes,
+            z_dim=self.z_dim,
+            use_mixture=self.use_mixture,
+            residual_init=self.residual_init,
+            epsilon=self.epsilon,
+            sn_epsilon=self.sn_epsilon,
+        )
+        return config
