@@ -17,6 +17,12 @@ _SYNC_AGG = dict(
 )
 
 
+def build_sublayer(layer, input_shape):
+    """Builds a sublayer outside `__call__` with its variables named under its own scope."""
+    with tf.name_scope(layer.name):
+        layer.build(input_shape)
+
+
 def spectral_normalize(kernel, u, epsilon=1e-4):
     """One power iteration from `u`, as the TF-Hub BigGAN graph does it.
 
@@ -303,7 +309,7 @@ class ConditionalBatchNorm(tf.keras.layers.Layer):
                 channels, use_bias=False, name="beta", kernel_initializer="zeros"
             )
         self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
-        self.bn.build(input_shape)  # used through moments()/normalize(), never __call__
+        build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
         super().build(input_shape)
 
     def conditioning(self, z_chunk, class_code):
@@ -445,8 +451,8 @@ class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
             sn = dict(use_bias=True, epsilon=self.sn_epsilon, kernel_initializer="orthogonal")
             self.A_gamma = SNDense(k, name="A_gamma", **sn)
             self.A_beta = SNDense(k, name="A_beta", **sn)
-            self.A_gamma.build([None, n])
-            self.A_beta.build([None, n])
+            build_sublayer(self.A_gamma, [None, n])
+            build_sublayer(self.A_beta, [None, n])
         self.Wz_gamma = self.Wz_beta = None
         if self.z_dim:
             self.Wz_gamma = weight("Wz_gamma", [self.z_dim, channels], "zeros")
@@ -454,7 +460,7 @@ class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
         self.R_gamma = weight("R_gamma", [n, channels], self.residual_init)
         self.R_beta = weight("R_beta", [n, channels], self.residual_init)
         self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
-        self.bn.build(input_shape)  # used through moments()/normalize(), never __call__
+        build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
         super().build(input_shape)
 
     def mixture_weights(self, y, training=False):

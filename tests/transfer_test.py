@@ -1,0 +1,354 @@
+"""Tests of tf_cgan_transfer.transfer and the knowledge-propagating BN."""
+
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from tests import fake_biggan_module as fake
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import layers
+from tf_cgan_transfer import transfer
+
+OLD_CLASSES = 5
+MAPPING = [3, 0, 4]  # new class n is set to copy old class MAPPING[n]
+
+
+def _randomize_statistics(generator, seed):
+    rng = np.random.default_rng(seed)
+    for bn in generator.standing_batch_norms():
+        c = bn.accumulated_mean.shape[0]
+        bn.accumulated_mean.assign(rng.normal(0, 0.2, c).astype(np.float32))
+        bn.accumulated_var.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+
+
+def make_source(directory, shared=True, with_d=False, seed=0):
+    """A small pretrained-like source saved as one of our model directories."""
+    tf.keras.utils.set_random_seed(seed)
+    if shared:
+        g = biggan.Generator(32, ch=8, num_classes=OLD_CLASSES, shared_dim=8, dim_z=8)
+    else:
+        g = biggan.Generator(32, ch=8, num_classes=OLD_CLASSES, shared_dim=0, hierarchical_z=False)
+    g.build_weights()
+    _randomize_statistics(g, seed)
+    rng = np.random.default_rng(seed + 1)
+    if not shared:  # per-class tables start at zero: give the old classes distinct BNs
+        for bn in g.conditional_batch_norms():
+            for table in (bn.gamma.kernel, bn.beta.kernel):
+                table.assign(rng.normal(0, 0.3, table.shape).astype(np.float32))
+    d = biggan.Discriminator(32, ch=8, num_classes=OLD_CLASSES).build_weights() if with_d else None
+    biggan.save_models(directory, g, d)
+    return g, d
+
+
+def set_one_hot_mixtures(generator, mapping):
+    """A = one-hot(old class mapping[n]) (effective, after SN), bias 0, R = 0."""
+    one_hot = np.zeros([len(mapping), generator.num_source_classes], np.float32)
+    one_hot[np.arange(len(mapping)), mapping] = 1.0
+    for bn in generator.conditional_batch_norms():
+        # Rows are orthonormal, so sigma(100 * one_hot) = 100 up to eps/100^2.
+        for a in (bn.A_gamma, bn.A_beta):
+            a.kernel.assign(100.0 * one_hot)
+            a.bias.assign(tf.zeros_like(a.bias))
+        for r in (bn.R_gamma, bn.R_beta):
+            r.assign(tf.zeros_like(r))
+
+
+class KnowledgePropagationInvariantTest(tf.test.TestCase):
+    """DESIGN.md invariant 3: one-hot mixtures reproduce the old classes exactly."""
+
+    def _check(self, source, transferred, z):
+        new_labels = tf.range(len(MAPPING))
+        expected = source((z, tf.constant(MAPPING)))
+        self.assertAllClose(transferred((z, new_labels)), expected, atol=1e-5, rtol=0)
+        # Guard: the classes really differ, so the check above is not vacuous.
+        self.assertGreater(float(tf.reduce_max(tf.abs(expected - source((z, new_labels))))), 1e-2)
+
+    def test_shared_embedding_source(self):
+        directory = self.create_tempdir().full_path
+        source, _ = make_source(directory, shared=True)
+        models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=directory)
+        set_one_hot_mixtures(models.generator, MAPPING)
+        for seed in (1, 2):
+            self._check(source, models.generator, biggan.sample_z(3, 8, seed=seed))
+
+    def test_source_without_shared_embedding(self):
+        directory = self.create_tempdir().full_path
+        source, _ = make_source(directory, shared=False)
+        models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=directory)
+        self.assertEqual(models.generator.conditional_batch_norms()[0].z_dim, 0)
+        set_one_hot_mixtures(models.generator, MAPPING)
+        self._check(source, models.generator, biggan.sample_z(3, 128, seed=3))
+
+    def test_tf_hub_source(self):
+        module_dir = self.create_tempdir().full_path
+        tensors = fake.make_biggan_tensors(resolution=128, ch=8, num_classes=OLD_CLASSES, seed=9)
+        fake.write_checkpoint_only_module(module_dir, tensors)
+        models = transfer.build(
+            transfer.TransferConfig("kp_bn", 3, resolution=128), source=module_dir
+        )
+        set_one_hot_mixtures(models.generator, MAPPING)
+        z = np.clip(np.random.default_rng(9).normal(size=[3, 12]), -2, 2).astype(np.float32)
+        y_old = np.eye(OLD_CLASSES, dtype=np.float32)[MAPPING]
+        self.assertAllClose(
+            models.generator((z, tf.range(3))),
+            fake.reference_forward(tensors, z, y_old),
+            atol=1e-5,
+            rtol=0,
+        )
+        # A fresh D for the new classes, since hub modules ship none.
+        self.assertEqual(models.discriminator.num_classes, 3)
+        self.assertEqual(models.discriminator.resolution, 128)
+
+    def test_prior_knowledge_is_the_effective_projection(self):
+        directory = self.create_tempdir().full_path
+        source, _ = make_source(directory, shared=True)
+        models = transfer.build(transfer.TransferConfig("kp_bn", 2), source=directory)
+        src_bn = source.blocks[1].HyperBN_1
+        dst_bn = models.generator.blocks[1].HyperBN_1
+        w = src_bn.gamma.kernel.numpy()
+        sigma = layers.spectral_normalize(w, src_bn.gamma.u)[2].numpy()
+        self.assertNotAllClose(sigma, 1.0)  # the raw weight would give a different P
+        self.assertAllClose(
+            dst_bn.P_gamma, source.linear.kernel.numpy() @ (w[2:] / sigma), atol=1e-6
+        )
+        self.assertAllClose(dst_bn.Wz_gamma, w[:2] / sigma, atol=1e-6)
+        self.assertAllEqual(dst_bn.R_gamma, np.zeros([2, dst_bn.R_gamma.shape[1]]))
+
+
+class TrainableVariablesTest(tf.test.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.directory = os.path.join(tf.compat.v1.test.get_temp_dir(), "source_with_d")
+        make_source(cls.directory, shared=True, with_d=True)
+
+    def _names(self, variables):
+        return sorted(v.name for v in variables)
+
+    def _build(self, method, n=3, **kwargs):
+        return transfer.build(transfer.TransferConfig(method, n, **kwargs), source=self.directory)
+
+    def test_kp_bn_bn_stage_trains_only_the_bn_parameters(self):
+        models = self._build("kp_bn")
+        kp = r"Generator/GBlock(_\d)?/HyperBN(_1)?/"
+        parts = r"(P_gamma|P_beta|Wz_gamma|Wz_beta|R_gamma|R_beta|A_(gamma|beta)/(kernel|bias)):0"
+        names = self._names(models.g_variables)
+        self.assertLen(names, 6 * 10)  # 3 blocks x 2 BNs x 10 tensors
+        for name in names:
+            self.assertRegex(name, "^" + kp + parts + "$")
+        self.assertEqual(
+            self._names(models.d_variables), self._names(models.discriminator.trainable_variables)
+        )
+
+    def test_kp_bn_ft_stage_freezes_a_and_p(self):
+        bn_models = self._build("kp_bn")
+        bn_dir = self.create_tempdir().full_path
+        biggan.save_models(bn_dir, bn_models.generator, bn_models.discriminator)
+        models = transfer.build(
+            transfer.TransferConfig("kp_bn", 3, stage="ft"), bn_checkpoint=bn_dir
+        )
+        all_names = self._names(models.generator.trainable_variables)
+        frozen = [n for n in all_names if re.search(r"/(A_gamma|A_beta)/|/P_(gamma|beta):", n)]
+        self.assertLen(frozen, 6 * 6)
+        self.assertEqual(self._names(models.g_variables), sorted(set(all_names) - set(frozen)))
+        self.assertTrue(any("/R_gamma:" in n for n in self._names(models.g_variables)))
+        self.assertTrue(any("/conv0/kernel:" in n for n in self._names(models.g_variables)))
+        # The bn stage's weights were restored, not re-initialised.
+        self.assertAllEqual(
+            models.generator.blocks[0].HyperBN.P_gamma,
+            bn_models.generator.blocks[0].HyperBN.P_gamma,
+        )
+
+    def test_bn_only_trains_only_the_class_residuals(self):
+        models = self._build("bn_only")
+        names = self._names(models.g_variables)
+        self.assertLen(names, 6 * 2)
+        for name in names:
+            self.assertRegex(name, r"/HyperBN(_1)?/R_(gamma|beta):0$")
+        bn = models.generator.blocks[0].HyperBN
+        self.assertIsNone(bn.A_gamma)
+        self.assertIsNotNone(bn.Wz_gamma)  # pretrained z part kept, frozen
+
+    def test_finetune_and_scratch_train_everything(self):
+        for method in ("finetune", "scratch"):
+            models = self._build(method)
+            self.assertEqual(
+                self._names(models.g_variables), self._names(models.generator.trainable_variables)
+            )
+            self.assertEqual(
+                self._names(models.d_variables),
+                self._names(models.discriminator.trainable_variables),
+            )
+
+    def test_freeze_d_freezes_the_first_blocks(self):
+        models = self._build("freeze_d", freeze_d_blocks=2)
+        d_names = self._names(models.d_variables)
+        self.assertFalse(any(re.match(r"Discriminator/DBlock(_1)?/", n) for n in d_names))
+        self.assertTrue(any(n.startswith("Discriminator/DBlock_2/") for n in d_names))
+        self.assertIn("Discriminator/embedding/kernel:0", d_names)
+        self.assertEqual(
+            self._names(models.g_variables), self._names(models.generator.trainable_variables)
+        )
+
+    def test_kp_bn_trainable_count_is_linear_in_new_classes(self):
+        source, _ = biggan.restore_models(self.directory)
+        k, dz = OLD_CLASSES, 2
+        channels = [bn.bn.accumulated_mean.shape[0] for bn in source.conditional_batch_norms()]
+        d_fixed = transfer.count(self._build("kp_bn", 1).d_variables) - 32  # minus 1 x C_D row
+        for n in (1, 5, 20):
+            models = self._build("kp_bn", n)
+            # Per BN layer: A (N x K + K, twice), P (K x C, twice), W^z (dz x C, twice),
+            # R (N x C, twice) -> 2N(K + C) + const.
+            expected = sum(2 * (n * k + k) + 2 * k * c + 2 * dz * c + 2 * n * c for c in channels)
+            self.assertEqual(transfer.count(models.g_variables), expected)
+            self.assertEqual(transfer.count(models.d_variables), d_fixed + 32 * n)
+
+    def test_discriminator_keeps_the_pretrained_body_with_a_fresh_embedding(self):
+        _, source_d = biggan.restore_models(self.directory)
+        for method, copied in (("kp_bn", True), ("scratch", False)):
+            d = self._build(method, 4).discriminator
+            self.assertEqual(d.embedding.kernel.shape, [4, 32])
+            same = np.array_equal(
+                d.blocks[1].conv1.kernel.numpy(), source_d.blocks[1].conv1.kernel.numpy()
+            )
+            self.assertEqual(same, copied, method)
+            self.assertEqual(
+                np.array_equal(d.linear.kernel.numpy(), source_d.linear.kernel.numpy()), copied
+            )
+
+    def test_finetune_keeps_g_and_draws_new_embeddings_at_the_old_scale(self):
+        source, _ = biggan.restore_models(self.directory)
+        g = self._build("finetune", 50).generator
+        self.assertAllEqual(g.blocks[2].conv1.kernel, source.blocks[2].conv1.kernel)
+        self.assertAllEqual(g.blocks[0].HyperBN.gamma.kernel, source.blocks[0].HyperBN.gamma.kernel)
+        self.assertEqual(g.linear.kernel.shape, [50, 8])
+        self.assertAllClose(
+            np.std(g.linear.kernel.numpy()), np.std(source.linear.kernel.numpy()), rtol=0.2
+        )
+
+
+class BadTransferTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.directory = self.create_tempdir().full_path
+        make_source(self.directory, shared=True, with_d=True)
+
+    def test_no_new_classes(self):
+        for n in (0, -2):
+            with self.assertRaisesRegex(
+                transfer.TransferError, f"num_new_classes must be an integer >= 1, got {n}"
+            ):
+                transfer.build(transfer.TransferConfig("kp_bn", n), source=self.directory)
+
+    def test_unknown_method_and_stage(self):
+        with self.assertRaisesRegex(transfer.TransferError, "Unknown method 'kpbn'; use one of"):
+            transfer.build(transfer.TransferConfig("kpbn", 3), source=self.directory)
+        with self.assertRaisesRegex(
+            transfer.TransferError, r"Method 'finetune' has no stage 'bn'; its stages are \('ft',\)"
+        ):
+            transfer.build(
+                transfer.TransferConfig("finetune", 3, stage="bn"), source=self.directory
+            )
+
+    def test_ft_without_bn_checkpoint(self):
+        with self.assertRaisesRegex(
+            transfer.TransferError, "Stage 'ft' of kp_bn resumes from a 'bn'-stage model directory"
+        ):
+            transfer.build(transfer.TransferConfig("kp_bn", 3, stage="ft"), source=self.directory)
+        empty = self.create_tempdir().full_path
+        with self.assertRaisesRegex(transfer.TransferError, "Cannot resume stage 'ft' from"):
+            transfer.build(transfer.TransferConfig("kp_bn", 3, stage="ft"), bn_checkpoint=empty)
+        # A pretrained (not transferred) model directory is not a bn-stage checkpoint.
+        with self.assertRaisesRegex(transfer.TransferError, "is not a kp_bn 'bn'-stage model"):
+            transfer.build(
+                transfer.TransferConfig("kp_bn", 3, stage="ft"), bn_checkpoint=self.directory
+            )
+
+    def test_checkpoint_class_count_or_resolution_mismatch(self):
+        models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
+        bn_dir = self.create_tempdir().full_path
+        biggan.save_models(bn_dir, models.generator, models.discriminator)
+        with self.assertRaisesRegex(
+            transfer.TransferError,
+            "Class count mismatch: .* was trained for 3 new classes, this run asks for 4",
+        ):
+            transfer.build(transfer.TransferConfig("kp_bn", 4, stage="ft"), bn_checkpoint=bn_dir)
+        with self.assertRaisesRegex(
+            transfer.TransferError, "Resolution mismatch: .* is 32x32 but the data needs 64x64"
+        ):
+            transfer.build(
+                transfer.TransferConfig("kp_bn", 3, stage="ft", resolution=64), bn_checkpoint=bn_dir
+            )
+        with self.assertRaisesRegex(
+            transfer.TransferError, "Resolution mismatch: the source model is 32x32"
+        ):
+            transfer.build(
+                transfer.TransferConfig("kp_bn", 3, resolution=128), source=self.directory
+            )
+
+    def test_transferred_generator_as_source(self):
+        models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
+        directory = self.create_tempdir().full_path
+        biggan.save_models(directory, models.generator, models.discriminator)
+        with self.assertRaisesRegex(transfer.TransferError, "already a transferred"):
+            transfer.build(transfer.TransferConfig("finetune", 3), source=directory)
+
+    def test_bad_residual_init_and_freeze_depth(self):
+        with self.assertRaisesRegex(transfer.TransferError, "Unknown residual_init 'ones'"):
+            transfer.build(
+                transfer.TransferConfig("kp_bn", 3, residual_init="ones"), source=self.directory
+            )
+        with self.assertRaisesRegex(transfer.TransferError, "freeze_d_blocks=9 but D has only 4"):
+            transfer.build(
+                transfer.TransferConfig("freeze_d", 3, freeze_d_blocks=9), source=self.directory
+            )
+
+
+class ResidualInitTest(tf.test.TestCase):
+    def test_orthogonal_residuals(self):
+        directory = self.create_tempdir().full_path
+        make_source(directory)
+        models = transfer.build(
+            transfer.TransferConfig("kp_bn", 3, residual_init="orthogonal"), source=directory
+        )
+        r = models.generator.blocks[0].HyperBN.R_gamma.numpy()  # [3, 32]
+        self.assertAllClose(r @ r.T, np.eye(3), atol=1e-5)
+
+
+class ClassAffinityTest(tf.test.TestCase):
+    def test_report_ranks_the_mixed_in_old_classes(self):
+        directory = self.create_tempdir().full_path
+        make_source(directory)
+        g = transfer.build(transfer.TransferConfig("kp_bn", 3), source=directory).generator
+        set_one_hot_mixtures(g, MAPPING)
+        old_names = [f"old{k}" for k in range(OLD_CLASSES)]
+        report = transfer.class_affinity(
+            g, top_k=2, old_names=old_names, new_names=["tulip", "rose", "daisy"]
+        )
+        self.assertEqual([c["top"][0]["old_class"] for c in report["classes"]], MAPPING)
+        self.assertAllClose(report["classes"][0]["top"][0]["score"], 1.0, atol=1e-4)
+        self.assertEqual(report["classes"][1]["top"][0]["name"], "old0")
+        out = self.create_tempdir().full_path
+        json_path, text_path = transfer.write_affinity_report(report, out)
+        with open(json_path) as f:
+            self.assertEqual(json.load(f), report)
+        with open(text_path) as f:
+            text = f.read()
+        self.assertIn("tulip: old3 (+1.000)", text)
+
+    def test_imagenet_names_from_tfds(self):
+        names = transfer.imagenet_class_names()
+        self.assertLen(names, 1000)
+        self.assertEqual(names[0], "n01440764")  # tench, BigGAN class 0
+
+    def test_needs_a_kp_bn_generator(self):
+        g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+        with self.assertRaisesRegex(transfer.TransferError, "needs a kp_bn generator"):
+            transfer.class_affinity(g)
+
+
+if __name__ == "__main__":
+    tf.test.main()
