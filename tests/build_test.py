@@ -93,6 +93,8 @@ def check(build_text, root, requirement_names):
         for dep in target["deps"]:
             if dep.lstrip(":") not in targets:
                 problems.append(f":{name} depends on unknown target {dep}")
+            elif targets[dep.lstrip(":")]["rule"] != "py_library":
+                problems.append(f":{name} depends on {dep}, which is not a py_library")
         for req in target["requirements"]:
             if req not in requirement_names:
                 problems.append(f':{name} uses requirement("{req}"), not in requirements*.txt')
@@ -165,7 +167,8 @@ class BuildFileTest(tf.test.TestCase):
                 f.write(text)
         stale = (
             'py_library(name = "a", srcs = ["tf_cgan_transfer/a.py"])\n'
-            'py_library(name = "b", srcs = ["tf_cgan_transfer/b.py"], deps = [":zz"])\n'
+            'py_library(name = "b", srcs = ["tf_cgan_transfer/b.py"], deps = [":zz", ":t"])\n'
+            'py_test(name = "t", srcs = [])\n'
         )
         problems = check(stale, root, {"numpy"})
         self.assertIn("tf_cgan_transfer/c.py is in no BUILD target: add it to one", problems)

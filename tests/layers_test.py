@@ -226,6 +226,59 @@ class ConditionalBatchNormTest(tf.test.TestCase):
         self.assertAllClose(cbn(x, class_code=y, training=True), expected, atol=1e-4)
 
 
+class KnowledgePropagationBatchNormTest(tf.test.TestCase):
+    def test_matches_the_method_formula(self):
+        rng = np.random.default_rng(9)
+        k, n, dz, c = 4, 3, 2, 5
+        x = rng.normal(size=[3, 2, 2, c]).astype(np.float32)
+        z = rng.normal(size=[3, dz]).astype(np.float32)
+        labels = np.array([2, 0, 1])
+        y = np.eye(n, dtype=np.float32)[labels]
+        bn = layers.KnowledgePropagationBatchNorm(k, n, z_dim=dz, residual_init="orthogonal")
+        bn(x, z_chunk=z, class_code=y)
+        values = {}
+        for w in (bn.P_gamma, bn.P_beta, bn.Wz_gamma, bn.Wz_beta, bn.A_gamma.bias, bn.A_beta.bias):
+            w.assign(rng.normal(size=w.shape).astype(np.float32))
+        mean, var = rng.normal(size=[c]), rng.uniform(0.5, 1.5, size=[c])
+        bn.bn.accumulated_mean.assign(mean)
+        bn.bn.accumulated_var.assign(var)
+        for part in ("gamma", "beta"):
+            a = getattr(bn, f"A_{part}")
+            a_sn = np_spectral_normalize(a.kernel.numpy(), a.u.numpy())[0]  # [N, K]
+            w_mix = y @ a_sn + a.bias.numpy()  # A y_n + bias, [B, K]
+            values[part] = (
+                w_mix @ getattr(bn, f"P_{part}").numpy()
+                + z @ getattr(bn, f"Wz_{part}").numpy()
+                + y @ getattr(bn, f"R_{part}").numpy()
+            )
+        expected = (
+            np_batch_norm(x, mean, var) * (1 + values["gamma"])[:, None, None]
+            + values["beta"][:, None, None]
+        )
+        self.assertAllClose(bn(x, z_chunk=z, class_code=y), expected, atol=1e-4)
+        names = sorted(w.name for w in bn.trainable_weights)
+        self.assertLen(names, 10)  # P, W^z, R (x2) and A's kernel + bias (x2)
+        assert_config_round_trip(self, bn, x, z_chunk=z, class_code=y)
+
+    def test_bn_only_has_no_mixture(self):
+        bn = layers.KnowledgePropagationBatchNorm(4, 3, use_mixture=False)
+        x = tf.random.normal([2, 2, 2, 5])
+        out = bn(x, class_code=tf.one_hot([0, 2], 3), training=True)
+        self.assertIsNone(bn.A_gamma)
+        self.assertEqual(
+            sorted(w.name.split("/")[-1] for w in bn.trainable_weights), ["R_beta:0", "R_gamma:0"]
+        )
+        self.assertAllClose(
+            out,
+            np_batch_norm(x.numpy(), x.numpy().mean((0, 1, 2)), x.numpy().var((0, 1, 2))),
+            atol=1e-4,
+        )
+
+    def test_unknown_residual_init(self):
+        with self.assertRaisesRegex(ValueError, "Unknown residual_init 'random'"):
+            layers.KnowledgePropagationBatchNorm(4, 3, residual_init="random")
+
+
 class SelfAttentionTest(tf.test.TestCase):
     def test_matches_numpy(self):
         rng = np.random.default_rng(8)

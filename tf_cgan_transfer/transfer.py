@@ -106,7 +106,12 @@ class TransferModels:
 
 
 def load_source(source):
-    """`(generator, discriminator or None)` from a model directory or a TF-Hub handle."""
+    """`(generator, discriminator or None)` from a model directory, a TF-Hub handle, a
+    pretrained `biggan.Generator` or a `(generator, discriminator)` pair in memory."""
+    if isinstance(source, biggan.Generator):
+        return source.build_weights(), None
+    if isinstance(source, tuple):
+        return source
     if tf.io.gfile.exists(os.path.join(str(source), biggan.GENERATOR_CONFIG_FILE)):
         return biggan.restore_models(source)
     generator, _ = hub_import.load_generator(source)
@@ -280,8 +285,9 @@ def build(config, source=None, bn_checkpoint=None):
 
     Args:
       config: what to build.
-      source: TF-Hub handle or module directory, or one of our model directories
-        (`biggan.save_models`); not needed for kp_bn's 'ft' stage.
+      source: TF-Hub handle or module directory, one of our model directories
+        (`biggan.save_models`), or models in memory (see `load_source`); not needed for
+        kp_bn's 'ft' stage.
       bn_checkpoint: for kp_bn stage 'ft', the model directory the 'bn' stage saved.
 
     Returns:

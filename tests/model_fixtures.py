@@ -1,0 +1,49 @@
+"""Small pretrained-like BigGANs for transfer and loss tests."""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_cgan_transfer import biggan
+
+OLD_CLASSES = 5
+MAPPING = [3, 0, 4]  # new class n is set to copy old class MAPPING[n]
+
+
+def _randomize_statistics(generator, seed):
+    rng = np.random.default_rng(seed)
+    for bn in generator.standing_batch_norms():
+        c = bn.accumulated_mean.shape[0]
+        bn.accumulated_mean.assign(rng.normal(0, 0.2, c).astype(np.float32))
+        bn.accumulated_var.assign(rng.uniform(0.5, 1.5, c).astype(np.float32))
+
+
+def make_source(directory, shared=True, with_d=False, seed=0):
+    """A small pretrained-like source saved as one of our model directories."""
+    tf.keras.utils.set_random_seed(seed)
+    if shared:
+        g = biggan.Generator(32, ch=8, num_classes=OLD_CLASSES, shared_dim=8, dim_z=8)
+    else:
+        g = biggan.Generator(32, ch=8, num_classes=OLD_CLASSES, shared_dim=0, hierarchical_z=False)
+    g.build_weights()
+    _randomize_statistics(g, seed)
+    rng = np.random.default_rng(seed + 1)
+    if not shared:  # per-class tables start at zero: give the old classes distinct BNs
+        for bn in g.conditional_batch_norms():
+            for table in (bn.gamma.kernel, bn.beta.kernel):
+                table.assign(rng.normal(0, 0.3, table.shape).astype(np.float32))
+    d = biggan.Discriminator(32, ch=8, num_classes=OLD_CLASSES).build_weights() if with_d else None
+    biggan.save_models(directory, g, d)
+    return g, d
+
+
+def set_one_hot_mixtures(generator, mapping):
+    """A = one-hot(old class mapping[n]) (effective, after SN), bias 0, R = 0."""
+    one_hot = np.zeros([len(mapping), generator.num_source_classes], np.float32)
+    one_hot[np.arange(len(mapping)), mapping] = 1.0
+    for bn in generator.conditional_batch_norms():
+        # Rows are orthonormal, so sigma(100 * one_hot) = 100 up to eps/100^2.
+        for a in (bn.A_gamma, bn.A_beta):
+            a.kernel.assign(100.0 * one_hot)
+            a.bias.assign(tf.zeros_like(a.bias))
+        for r in (bn.R_gamma, bn.R_beta):
+            r.assign(tf.zeros_like(r))
