@@ -5,14 +5,16 @@ load without transposes: dense kernels are (in, out), conv kernels HWIO, and spe
 normalisation divides the stored raw weight by sigma at every call (sigma from one
 power iteration from the stored `u`, eps 1e-4 inside the rsqrt).
 
-Variables whose values never differ between replicas (`u`, standing BN statistics)
-use ONLY_FIRST_REPLICA aggregation so they can be assigned inside `strategy.run`.
+Variables whose values never differ between replicas (`u`, standing BN statistics) are
+ON_READ with ONLY_FIRST_REPLICA aggregation: each replica updates its own copy without
+synchronising (which also works inside loops in `strategy.run`, where a synchronising
+assign is not allowed), and every replica computes the same value anyway.
 """
 
 import tensorflow as tf
 
 _SYNC_AGG = dict(
-    synchronization=tf.VariableSynchronization.ON_WRITE,
+    synchronization=tf.VariableSynchronization.ON_READ,
     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
 )
 

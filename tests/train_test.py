@@ -1,0 +1,84 @@
+"""Tests of the train.py command line: flagfiles, validation, an end-to-end run."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+from absl import flags
+import tensorflow as tf
+
+from tf_cgan_transfer import train
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse(*args):
+    """Fresh FlagValues with the training flags, parsed from `args` (cwd = repo root)."""
+    fv = flags.FlagValues()
+    train.define_flags(fv)
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)
+    try:
+        fv(["train", *args])
+    finally:
+        os.chdir(cwd)
+    return fv
+
+
+class FlagfileTest(tf.test.TestCase):
+    def test_every_config_parses_and_validates(self):
+        paths = sorted(glob.glob(os.path.join(REPO_ROOT, "configs", "*.flags")))
+        self.assertGreaterEqual(len(paths), 8)
+        for path in paths:
+            with self.subTest(config=os.path.basename(path)):
+                with open(path) as f:
+                    first = f.readline()
+                # Each flagfile starts with the command that runs it.
+                self.assertRegex(first, r"^# python -m tf_cgan_transfer\.train --flagfile=configs/")
+                fv = parse(f"--flagfile={os.path.relpath(path, REPO_ROOT)}")
+                config = train.config_from_flags(fv)
+                self.assertIn(config.data.resolution, (32, 128))
+                self.assertTrue(config.model_dir.startswith("runs/"))
+
+    def test_flags_after_the_flagfile_override_it(self):
+        fv = parse("--flagfile=configs/flowers.flags", "--train_steps=7", "--model_dir=/tmp/x")
+        config = train.config_from_flags(fv)
+        self.assertEqual(config.train_steps, 7)
+        self.assertEqual(config.model_dir, "/tmp/x")
+        self.assertEqual(config.data.resolution, 128)  # from the hub handle's name
+        self.assertEqual(config.grad_accumulation, 8)
+
+    def test_ft_flagfile_resumes_from_the_bn_run(self):
+        config = train.config_from_flags(parse("--flagfile=configs/flowers_ft.flags"))
+        self.assertEqual((config.method, config.stage), ("kp_bn", "ft"))
+        self.assertEqual(config.bn_checkpoint, "runs/flowers_bn")
+
+    def test_bad_flags_fail_before_any_work(self):
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "value should be one of"):
+            parse("--model_dir=/tmp/x", "--dataset=cifar100", "--method=kpbn")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "--source is required unless"):
+            parse("--model_dir=/tmp/x", "--dataset=cifar100", "--method=kp_bn")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "--batch_size must be >= 1"):
+            parse("--flagfile=configs/flowers.flags", "--batch_size=0")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "--image_folder goes with"):
+            parse("--flagfile=configs/flowers.flags", "--image_folder=/data")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "distinct non-negative integers"):
+            parse("--flagfile=configs/flowers.flags", "--classes=1,1")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "model_dir"):
+            parse("--dataset=cifar100", "--source=deepmind/biggan-128/2")
+        fv = parse("--flagfile=configs/flowers.flags", "--stage=ft")
+        with self.assertRaisesRegex(Exception, "needs --bn_checkpoint"):
+            train.config_from_flags(fv)
+        fv = parse("--flagfile=configs/flowers.flags", "--method=finetune")
+        with self.assertRaisesRegex(Exception, "Method 'finetune' has no stage 'bn'"):
+            train.config_from_flags(fv)
+
+    def test_resolved_flags_round_trip(self):
+        fv = parse("--flagfile=configs/cifar100.flags", "--model_dir=/tmp/run")
+        lines = train.flag_lines(fv)
+        self.assertIn("--model_dir=/tmp/run", lines)
+        self.assertIn("--method=kp_bn", lines)
+        again = train.config_from_flags(parse(*lines))
+        self.assertEqual(again, train.config_from_flags(fv))
