@@ -231,6 +231,14 @@ class FolderErrorTest(tf.test.TestCase):
         ):
             data.validate(data.DataConfig("folder", 8, image_folder=root), expected_num_classes=5)
 
+    def test_ensure_prepared_builds_only_the_demo_set(self):
+        empty = self.create_tempdir().full_path
+        config = data.DataConfig("cgan_demo_shapes/small", 32, data_dir=empty)
+        self.assertTrue(data.ensure_prepared(config))
+        self.assertEqual(data.validate(config).num_classes, 16)
+        self.assertFalse(data.ensure_prepared(config))  # already there
+        self.assertFalse(data.ensure_prepared(data.DataConfig("cifar100", 32, data_dir=empty)))
+
     def test_class_id_out_of_range(self):
         root = self.create_tempdir().full_path
         for name in "ab":

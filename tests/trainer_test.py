@@ -130,3 +130,86 @@ class DistributionEquivalenceTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class PoisonedTrainer(trainer.Trainer):
+    """Sets one D weight to NaN right after restoring, so the next step's loss is NaN."""
+
+    def restore(self):
+        step = super().restore()
+        kernel = self.discriminator.linear.kernel
+        kernel.assign(tf.fill(kernel.shape, float("nan")))
+        return step
+
+
+class LoopTest(tf.test.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = tf.compat.v1.test.get_temp_dir()
+        cls.source = os.path.join(root, "loop_source")
+        model_fixtures.make_source(cls.source, shared=True, with_d=True)
+        cls.folder = write_image_folder(os.path.join(root, "loop_images"))
+        cls.data = data.DataConfig(
+            dataset="folder", image_folder=cls.folder, resolution=RESOLUTION, seed=5
+        )
+
+    def _config(self, model_dir, **overrides):
+        base = dict(train_steps=4, checkpoint_every=2, ema_decay=0.9, deterministic=True)
+        base.update(overrides)
+        return tiny_config(model_dir, self.source, self.data, **base)
+
+    def _final(self, run):
+        return [
+            v.numpy()
+            for m in (run.generator, run.discriminator, run.ema_generator)
+            for v in m.variables
+        ] + [run.g_optimizer.iterations.numpy()]
+
+    def test_resumed_run_equals_uninterrupted_run(self):
+        straight = trainer.Trainer(self._config(self.create_tempdir().full_path))
+        straight.train()
+        model_dir = self.create_tempdir().full_path
+        first = trainer.Trainer(self._config(model_dir, train_steps=2))
+        first.train()
+        self.assertEqual(int(first.step.numpy()), 2)
+        resumed = trainer.Trainer(self._config(model_dir))  # a new process would do this
+        self.assertEqual(resumed.restore(), 2)
+        resumed.train()
+        self.assertEqual(int(resumed.step.numpy()), 4)
+        for a, b in zip(self._final(straight), self._final(resumed)):
+            self.assertAllEqual(a, b)
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(model_dir, "ckpt"))),
+            sorted(os.listdir(os.path.join(straight.config.model_dir, "ckpt"))),
+        )
+        for name in ("models", "models_ema"):
+            g, _ = biggan.restore_models(os.path.join(model_dir, name))
+            self.assertEqual(g.num_classes, 3)
+
+    def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(self):
+        model_dir = self.create_tempdir().full_path
+        trainer.Trainer(self._config(model_dir, train_steps=2, ema_decay=0.0)).train()
+        run = PoisonedTrainer(self._config(model_dir, train_steps=4, ema_decay=0.0))
+        with self.assertRaisesRegex(
+            trainer.TrainingError,
+            r"Non-finite .*at step 3 .*the last good checkpoint is .*ckpt-2",
+        ):
+            run.train()
+        self.assertEqual(os.path.basename(run.manager.latest_checkpoint), "ckpt-2")
+        # The models saved by the first (good) run were not replaced by poisoned ones.
+        _, d = biggan.restore_models(os.path.join(model_dir, "models"))
+        self.assertTrue(np.all(np.isfinite(d.linear.kernel.numpy())))
+
+    def test_samples_are_written(self):
+        model_dir = self.create_tempdir().full_path
+        run = trainer.Trainer(
+            self._config(
+                model_dir, train_steps=1, sample_every=1, ema_decay=0.0, deterministic=False
+            )
+        )
+        run.train()
+        sheet = tf.io.decode_png(
+            tf.io.read_file(os.path.join(model_dir, "samples", "step_0000001.png"))
+        )
+        self.assertEqual(sheet.shape, [3 * 34 + 2, 4 * 34 + 2, 3])

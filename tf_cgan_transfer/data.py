@@ -198,6 +198,21 @@ def _open_tfds(config):
     return _Source(name=config.dataset, class_names=names, builder=builder)
 
 
+def ensure_prepared(config):
+    """Generates the offline demo data set in `data_dir` if it is not there yet.
+
+    Only `cgan_demo_shapes` can be prepared here (it is procedural); other TFDS data
+    sets are left alone (`validate` says how to prepare them). Returns True if it built.
+    """
+    if config.dataset == FOLDER or _base_name(config.dataset) != demo_data.NAME:
+        return False
+    builder = tfds.builder(config.dataset, data_dir=config.data_dir)
+    if builder.is_prepared():
+        return False
+    builder.download_and_prepare()
+    return True
+
+
 def _not_prepared(config, builder):
     root = config.data_dir or str(builder.data_dir)
     suffix = "/" + builder.info.full_name  # <root>/<name>[/<config>]/<version>

@@ -320,6 +320,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = config_from_flags()
     try:
+        if data.ensure_prepared(config.data):
+            logging.info("Generated the offline demo data set in %s", config.data.data_dir)
         data.validate(config.data)
     except data.DataError as e:
         sys.exit(f"error: {e}")
