@@ -1,5 +1,7 @@
 """Small pretrained-like BigGANs for transfer and loss tests."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -47,3 +49,16 @@ def set_one_hot_mixtures(generator, mapping):
             a.bias.assign(tf.zeros_like(a.bias))
         for r in (bn.R_gamma, bn.R_beta):
             r.assign(tf.zeros_like(r))
+
+
+def write_image_folder(root, classes=3, per_class=6, seed=0):
+    """A tiny image-folder data set: class c is a noisy image of a class colour."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = os.path.join(root, f"class_{c}")
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 60, size=[40, 36, 3]).astype(np.uint8)
+            image[..., c % 3] += 150
+            tf.io.write_file(os.path.join(folder, f"{i}.png"), tf.io.encode_png(image))
+    return root

@@ -15,19 +15,6 @@ from tf_cgan_transfer import trainer
 RESOLUTION = 32
 
 
-def write_image_folder(root, classes=3, per_class=6, seed=0):
-    """A tiny image-folder data set: class c is a noisy image of a class colour."""
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        folder = os.path.join(root, f"class_{c}")
-        os.makedirs(folder, exist_ok=True)
-        for i in range(per_class):
-            image = rng.integers(0, 60, size=[40, 36, 3]).astype(np.uint8)
-            image[..., c % 3] += 150
-            tf.io.write_file(os.path.join(folder, f"{i}.png"), tf.io.encode_png(image))
-    return root
-
-
 def tiny_config(model_dir, source, data_config, **overrides):
     config = trainer.TrainConfig(
         model_dir=model_dir,
@@ -149,7 +136,7 @@ class LoopTest(tf.test.TestCase):
         root = tf.compat.v1.test.get_temp_dir()
         cls.source = os.path.join(root, "loop_source")
         model_fixtures.make_source(cls.source, shared=True, with_d=True)
-        cls.folder = write_image_folder(os.path.join(root, "loop_images"))
+        cls.folder = model_fixtures.write_image_folder(os.path.join(root, "loop_images"))
         cls.data = data.DataConfig(
             dataset="folder", image_folder=cls.folder, resolution=RESOLUTION, seed=5
         )

@@ -318,22 +318,23 @@ def flag_lines(fv=FLAGS):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    # First: MultiWorkerMirroredStrategy must configure collectives before any TF op runs.
+    strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.tpu)
     config = config_from_flags()
+    import tensorflow as tf
+
+    checkpoint_dir = os.path.join(config.model_dir, "ckpt")
+    if not FLAGS.resume and tf.train.latest_checkpoint(checkpoint_dir):
+        sys.exit(
+            f"error: {checkpoint_dir} already holds checkpoints and --noresume was given; "
+            "choose another --model_dir (nothing was overwritten)."
+        )
     try:
         if data.ensure_prepared(config.data):
             logging.info("Generated the offline demo data set in %s", config.data.data_dir)
         data.validate(config.data)
     except data.DataError as e:
         sys.exit(f"error: {e}")
-    checkpoint_dir = os.path.join(config.model_dir, "ckpt")
-    import tensorflow as tf
-
-    if not FLAGS.resume and tf.train.latest_checkpoint(checkpoint_dir):
-        sys.exit(
-            f"error: {checkpoint_dir} already holds checkpoints and --noresume was given; "
-            "choose another --model_dir (nothing was overwritten)."
-        )
-    strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.tpu)
     trainer.write_flags_file(config.model_dir, flag_lines())
     with tf.io.gfile.GFile(os.path.join(config.model_dir, "config.json"), "w") as f:
         f.write(trainer.config_to_json(config))
