@@ -1,15 +1,19 @@
 """Tests of the training loop: distribution equivalence, resume, NaN stop, checkpoints."""
 
 import dataclasses
+import glob
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from tests import distribution
+from tests import fake_inception
 from tests import model_fixtures
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
+from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import trainer
 
 RESOLUTION = 32
@@ -200,3 +204,53 @@ class LoopTest(tf.test.TestCase):
             tf.io.read_file(os.path.join(model_dir, "samples", "step_0000001.png"))
         )
         self.assertEqual(sheet.shape, [3 * 34 + 2, 4 * 34 + 2, 3])
+
+
+class PeriodicEvaluationTest(tf.test.TestCase):
+    def test_evaluates_and_keeps_the_best_by_fid(self):
+        root = self.create_tempdir().full_path
+        source = os.path.join(root, "source")
+        model_fixtures.make_source(source, shared=True, with_d=True)
+        folder = model_fixtures.write_image_folder(os.path.join(root, "images"))
+        classifier = os.path.join(root, "classifier")
+        fake_inception.write_tf2_module(classifier)
+        model_dir = os.path.join(root, "run")
+        config = tiny_config(
+            model_dir,
+            source,
+            data.DataConfig(dataset="folder", image_folder=folder, resolution=RESOLUTION),
+            train_steps=2,
+            eval_every=1,
+            eval_num_images=8,
+            eval_batch_size=4,
+            classifier=classifier,
+        )
+        run = trainer.Trainer(config)
+        run.train()
+        for step in (1, 2):
+            with open(os.path.join(model_dir, "eval", f"step_{step:07d}.json")) as f:
+                results = json.load(f)
+            self.assertEqual(results["step"], step)
+            self.assertGreater(results["fid"], 0.0)
+            self.assertIn("kid", results)
+            self.assertLen(results["per_class_fid"], 3)
+        with open(os.path.join(model_dir, "best", "metrics.json")) as f:
+            best = json.load(f)
+        self.assertAllClose(best["fid"], float(run.best_fid.numpy()))
+        g, d = biggan.restore_models(os.path.join(model_dir, "best"))
+        self.assertEqual((g.num_classes, d.num_classes), (3, 3))
+        # The real statistics were computed once and cached.
+        self.assertLen(glob.glob(os.path.join(model_dir, "eval_cache", "real_*.npz")), 1)
+
+    def test_missing_classifier_fails_before_training(self):
+        root = self.create_tempdir().full_path
+        config = tiny_config(
+            os.path.join(root, "run"),
+            None,
+            data.DataConfig(dataset="folder", image_folder=root, resolution=RESOLUTION),
+            method="scratch",
+            eval_every=1,
+            classifier=os.path.join(root, "no_such_model"),
+        )
+        with self.assertRaises(evaluate.ClassifierError):
+            trainer.Trainer(config, num_classes=2)

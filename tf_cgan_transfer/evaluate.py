@@ -816,10 +816,10 @@ def load_model(path, num_classes=None):
     raise EvaluationError(f"{path} holds neither generator_config.json nor saved_model.pb.")
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN/inf -> None and dict keys -> str, so the file is standard JSON."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -853,7 +853,7 @@ def run(config):
     if parent:
         tf.io.gfile.makedirs(parent)
     with tf.io.gfile.GFile(config.output, "w") as f:
-        json.dump(_json_safe(record), f, indent=2, sort_keys=True)
+        json.dump(json_safe(record), f, indent=2, sort_keys=True)
     return record
 
 

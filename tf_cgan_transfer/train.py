@@ -19,6 +19,7 @@ from absl import logging
 
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
+from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -166,6 +167,31 @@ def define_flags(fv=FLAGS):
         "Batches averaged into BN standing statistics before sampling.",
         flag_values=fv,
     )
+    # ---- Evaluation ---------------------------------------------------------------------
+    flags.DEFINE_integer(
+        "eval_every",
+        0,
+        "Steps between FID evaluations (0: none); the best models by FID "
+        "are kept in model_dir/best.",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "eval_num_images", 1000, "Real and generated images per evaluation.", flag_values=fv
+    )
+    flags.DEFINE_integer("eval_batch_size", 50, "Batch size of evaluation.", flag_values=fv)
+    flags.DEFINE_string(
+        "classifier",
+        None,
+        "FID network: TF-Hub handle or SavedModel directory with pool_3/logits "
+        "outputs (None: TF-GAN's Inception).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "eval_cache_dir",
+        None,
+        "Cache of real-data statistics (None: model_dir/eval_cache).",
+        flag_values=fv,
+    )
     flags.mark_flag_as_required("model_dir", flag_values=fv)
     flags.mark_flag_as_required("dataset", flag_values=fv)
 
@@ -282,6 +308,11 @@ def config_from_flags(fv=FLAGS):
         sample_every=fv.sample_every,
         samples_per_class=fv.samples_per_class,
         standing_stats_batches=fv.standing_stats_batches,
+        eval_every=fv.eval_every,
+        eval_num_images=fv.eval_num_images,
+        eval_batch_size=fv.eval_batch_size,
+        classifier=fv.classifier,
+        eval_cache_dir=fv.eval_cache_dir,
     )
 
 
@@ -342,7 +373,13 @@ def main(argv):
     try:
         run = trainer.Trainer(config, strategy)
         metrics = run.train()
-    except (transfer.TransferError, trainer.TrainingError, data.DataError) as e:
+    except (
+        transfer.TransferError,
+        trainer.TrainingError,
+        data.DataError,
+        evaluate.ClassifierError,
+        evaluate.EvaluationError,
+    ) as e:
         sys.exit(f"error: {e}")
     print(f"Finished {config.train_steps} steps in {config.model_dir}: {metrics}")
 

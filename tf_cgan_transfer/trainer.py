@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
+from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import images
 from tf_cgan_transfer import losses
 from tf_cgan_transfer import transfer
@@ -96,6 +97,7 @@ class TrainConfig:
     standing_stats_batches: int = 8
     eval_every: int = 0
     eval_num_images: int = 1000
+    eval_batch_size: int = 50
     classifier: Optional[str] = None
     eval_cache_dir: Optional[str] = None
 
@@ -208,6 +210,7 @@ class Trainer:
                 opt.d_lr, beta_1=opt.d_beta1, beta_2=opt.d_beta2, epsilon=opt.epsilon
             )
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.best_fid = tf.Variable(float("inf"), trainable=False, name="best_fid")
             self.ema_generator = None
             if config.ema_decay > 0:
                 self.ema_generator = biggan.Generator.from_config(
@@ -222,6 +225,8 @@ class Trainer:
             self.checkpoint, self.checkpoint_dir, max_to_keep=config.keep_checkpoints
         )
         self._build_step_functions()
+        # Built (and the classifier loaded) now, so a missing classifier fails before training.
+        self.evaluator = self.make_evaluator()
 
     def _trackables(self):
         objects = dict(
@@ -230,6 +235,7 @@ class Trainer:
             g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer,
             step=self.step,
+            best_fid=self.best_fid,
         )
         if self.ema_generator is not None:
             objects["ema_generator"] = self.ema_generator
@@ -419,6 +425,76 @@ class Trainer:
 
         self.train_step = train_step
 
+    # ---- Evaluation ----------------------------------------------------------------------
+
+    def eval_cache_key(self):
+        """What the real statistics depend on (evaluate.Evaluator adds the classifier)."""
+        d = self.config.data
+        return dict(
+            dataset=d.dataset,
+            split=d.split,
+            image_folder=d.image_folder and os.path.abspath(d.image_folder),
+            classes=list(d.classes) if d.classes else None,
+            images_per_class=d.images_per_class,
+            resolution=d.resolution,
+        )
+
+    def make_evaluator(self):
+        """An `evaluate.Evaluator` for periodic FID when `eval_every` > 0, else None."""
+        cfg = self.config
+        if cfg.eval_every <= 0:
+            return None
+        real_config = dataclasses.replace(cfg.data, flip=False)
+
+        def real_dataset_fn():
+            return data.make_dataset(real_config, cfg.eval_batch_size)
+
+        return evaluate.Evaluator(
+            cfg.classifier or evaluate.INCEPTION_HANDLE,
+            real_dataset_fn,
+            self.eval_cache_key(),
+            num_images=cfg.eval_num_images,
+            batch_size=cfg.eval_batch_size,
+            cache_dir=cfg.eval_cache_dir or os.path.join(cfg.model_dir, "eval_cache"),
+            seed=cfg.seed,
+        )
+
+    def run_evaluation(self, step, writer=None):
+        """FID & co. of the sampling generator; keeps the best models by FID in `best/`."""
+        if self.evaluator is None or not self.is_chief:
+            return None
+        cfg = self.config
+        generator = self.sampling_generator()
+        biggan.accumulate_standing_stats(
+            generator, cfg.standing_stats_batches, max(cfg.batch_size, 16), seed=cfg.seed
+        )
+        results = self.evaluator.evaluate(generator)
+        results["step"] = step
+        path = os.path.join(cfg.model_dir, "eval", f"step_{step:07d}.json")
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(evaluate.json_safe(results), f, indent=2, sort_keys=True)
+        if writer is not None:
+            with writer.as_default(step=step):
+                for key in ("fid", "kid", "inception_score", "kmmd", "mean_per_class_fid"):
+                    if key in results:
+                        tf.summary.scalar(f"eval/{key}", results[key])
+        logging.info(
+            "eval at step %d: FID %.3f KID %.4f IS %.3f",
+            step,
+            results["fid"],
+            results["kid"],
+            results["inception_score"],
+        )
+        if math.isfinite(results["fid"]) and results["fid"] < float(self.best_fid.numpy()):
+            self.best_fid.assign(results["fid"])
+            best = os.path.join(cfg.model_dir, "best")
+            biggan.save_models(best, generator, self.discriminator)
+            with tf.io.gfile.GFile(os.path.join(best, "metrics.json"), "w") as f:
+                json.dump(evaluate.json_safe(results), f, indent=2, sort_keys=True)
+            logging.info("New best FID %.3f at step %d: saved %s", results["fid"], step, best)
+        return results
+
     # ---- Data ----------------------------------------------------------------------------
 
     @property
@@ -444,7 +520,7 @@ class Trainer:
 
     # ---- Loop ----------------------------------------------------------------------------
 
-    def train(self, evaluator=None):
+    def train(self):
         """Runs (or resumes) the loop to `train_steps`; returns the last metrics."""
         cfg = self.config
         start = self.restore()
@@ -482,8 +558,8 @@ class Trainer:
                 last_time, last_step = now, step
             if is_due(step, cfg.sample_every):
                 self.write_samples(step, writer)
-            if evaluator is not None and is_due(step, cfg.eval_every):
-                evaluator(self, step, writer)
+            if is_due(step, cfg.eval_every):
+                self.run_evaluation(step, writer)
             if is_due(step, cfg.checkpoint_every):
                 self.manager.save(checkpoint_number=step)
         if self.manager.latest_checkpoint != os.path.join(self.checkpoint_dir, f"ckpt-{step}"):
