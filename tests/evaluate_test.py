@@ -24,6 +24,7 @@ import scipy.special
 import tensorflow as tf
 
 from tests import fake_inception
+from tests import model_fixtures
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import evaluate
 
@@ -636,8 +637,32 @@ class CommandLineTest(tf.test.TestCase):
         self.assertEqual(config.num_images, 10000)
         no_data = flags.FlagValues()
         evaluate.define_flags(no_data)
-        with self.assertRaisesRegex(flags.IllegalFlagValueError, "No real data given"):
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "exactly one of --dataset"):
             no_data(["evaluate", f"--model={model_dir}", "--output=/tmp/x.json"])
+        both = flags.FlagValues()
+        evaluate.define_flags(both)
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "exactly one of --dataset"):
+            both(["evaluate"] + good + ["--dataset=cifar100"])
+
+    def test_cli_on_an_image_folder_data_set(self):
+        root, model_dir, _ = self._fixture()
+        folder = model_fixtures.write_image_folder(os.path.join(root, "images"), per_class=4)
+        classifier = os.path.join(root, "classifier_folder")
+        fake_inception.write_tf2_module(classifier)
+        output = os.path.join(root, "folder_metrics.json")
+        result = self._run(
+            f"--model={model_dir}",
+            "--dataset=folder",
+            f"--image_folder={folder}",
+            f"--classifier={classifier}",
+            "--num_images=12",
+            "--batch_size=4",
+            f"--output={output}",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        with open(output) as f:
+            record = json.load(f)
+        self.assertIn("fid", json.dumps(record))
 
     def test_offline_default_classifier_is_one_clear_error(self):
         root, model_dir, npz = self._fixture()

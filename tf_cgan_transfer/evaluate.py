@@ -1,8 +1,12 @@
 r"""GAN evaluation on TF-GAN: FID, KID, Inception Score, KMMD and per-class FID.
 
-  python -m tf_cgan_transfer.evaluate --model=/tmp/run/best \
-      --real_images_npz=/data/flowers_test.npz --num_images=10000 \
-      --cache_dir=/tmp/fid_stats --output=/tmp/run/eval/best.json
+  python -m tf_cgan_transfer.evaluate --model=runs/flowers_bn/best \
+      --dataset=oxford_flowers102 --split=test --data_dir=/data/tfds --num_images=10000 \
+      --cache_dir=/tmp/fid_stats --output=runs/flowers_bn/eval/best.json
+
+Real images come from a data set (`--dataset`, as in training: TFDS or an image
+folder, with `--classes` remapped like the generator's) or an .npz
+(`--real_images_npz`).
 
 The metrics are TF-GAN's (`tensorflow_gan.eval`), computed from activations of the
 TF-GAN Inception module (`pool_3` features, `logits`), or of any SavedModel with the
@@ -748,6 +752,13 @@ class EvalConfig:
     real_images_npz: Optional[str]
     cache_dir: Optional[str]
     output: str
+    dataset: Optional[str] = None
+    split: str = "test"
+    data_dir: Optional[str] = None
+    image_folder: Optional[str] = None
+    classes: Optional[tuple] = None
+    images_per_class: Optional[int] = None
+    resolution: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -794,11 +805,55 @@ def npz_real_source(path, batch_size=50):
     return RealSource(dataset_fn, cache_key, len(images))
 
 
+def data_real_source(data_config, batch_size=50):
+    """A `RealSource` from a `data.DataConfig` (TFDS data set or image folder)."""
+    from tf_cgan_transfer import data  # deferred: the CLI's only use of the data module
+
+    data_config = dataclasses.replace(data_config, flip=False)
+    info = data.validate(data_config)
+    cache_key = dict(
+        dataset=data_config.dataset,
+        split=data_config.split,
+        image_folder=data_config.image_folder and os.path.abspath(data_config.image_folder),
+        classes=list(data_config.classes) if data_config.classes else None,
+        images_per_class=data_config.images_per_class,
+        resolution=data_config.resolution,
+    )
+    return RealSource(
+        lambda: data.make_dataset(data_config, batch_size), cache_key, info.num_examples
+    )
+
+
+def _model_resolution(config):
+    if config.resolution:
+        return config.resolution
+    if tf.io.gfile.exists(os.path.join(config.model, biggan.GENERATOR_CONFIG_FILE)):
+        return biggan.read_config(config.model)["resolution"]
+    raise EvaluationError("Pass --resolution: it cannot be read from an exported model.")
+
+
 def _real_source(config):
-    """The one real-data source the config names (more sources add a branch here)."""
+    """The one real-data source the config names: an .npz or a data set."""
     if config.real_images_npz:
         return npz_real_source(config.real_images_npz, config.batch_size)
-    raise EvaluationError("No real data given: pass --real_images_npz.")
+    if config.dataset:
+        from tf_cgan_transfer import data
+
+        data_config = data.DataConfig(
+            dataset=config.dataset,
+            resolution=_model_resolution(config),
+            split=config.split,
+            data_dir=config.data_dir,
+            image_folder=config.image_folder,
+            classes=config.classes,
+            images_per_class=config.images_per_class,
+            seed=config.seed,
+        )
+        try:
+            return data_real_source(data_config, config.batch_size)
+        except data.DataError as e:
+            raise EvaluationError(str(e)) from e
+    raise EvaluationError("No real data given: pass --dataset or --real_images_npz.")
 
 
 def load_model(path, num_classes=None):
@@ -922,6 +977,22 @@ def define_flags(flag_values=flags.FLAGS):
         "An .npz with `images` uint8 [N, R, R, 3] and int `labels` [N] (generator ids).",
         **fv,
     )
+    flags.DEFINE_string(
+        "dataset", None, "Real data: a TFDS name or 'folder' (with --image_folder).", **fv
+    )
+    flags.DEFINE_string("split", "test", "TFDS split of the real data.", **fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir.", **fv)
+    flags.DEFINE_string("image_folder", None, "--dataset=folder: one sub-folder per class.", **fv)
+    flags.DEFINE_list(
+        "classes",
+        None,
+        "Source class ids, remapped to the generator's 0..N-1 (as in training).",
+        **fv,
+    )
+    flags.DEFINE_integer("images_per_class", None, "Cap on real images per class.", **fv)
+    flags.DEFINE_integer(
+        "resolution", None, "Real image resolution (None: the model's; needed for exports).", **fv
+    )
     # Output.
     flags.DEFINE_string(
         "cache_dir", None, "Directory caching real-image statistics (None: no cache).", **fv
@@ -952,16 +1023,19 @@ def define_flags(flag_values=flags.FLAGS):
     for name, (checker, message) in validators.items():
         flags.register_validator(name, checker, message=message, **fv)
     flags.register_multi_flags_validator(
-        ["real_images_npz"],
-        lambda values: values["real_images_npz"] is not None,
-        message="No real data given: pass --real_images_npz.",
+        ["real_images_npz", "dataset"],
+        lambda values: (values["real_images_npz"] is None) != (values["dataset"] is None),
+        message="Give the real data as exactly one of --dataset or --real_images_npz.",
         **fv,
     )
 
 
 def config_from_flags(flag_values=flags.FLAGS):
     """The `EvalConfig` of parsed flags (defined by `define_flags`)."""
-    return EvalConfig(**{f.name: flag_values[f.name].value for f in dataclasses.fields(EvalConfig)})
+    values = {f.name: flag_values[f.name].value for f in dataclasses.fields(EvalConfig)}
+    if values["classes"]:
+        values["classes"] = tuple(int(c) for c in values["classes"])
+    return EvalConfig(**values)
 
 
 def main(argv):
