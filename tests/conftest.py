@@ -18,3 +18,11 @@ from absl import flags  # noqa: E402
 
 if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Drops tf.test.TestCase's inherited `test_session` helper: it is not a test."""
+    kept = [item for item in items if item.name != "test_session"]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.name == "test_session"])
+        items[:] = kept
