@@ -273,6 +273,15 @@ def _broadcast_channels(v, rank):
     return tf.reshape(v, [tf.shape(v)[0]] + [1] * (rank - 2) + [v.shape[-1]])
 
 
+def _normalize_with(bn, x, gain, bias, training, accumulate):
+    """`bn`'s normalisation of x with per-example `gain`/`bias` `[B, C]` (conditional BNs)."""
+    rank = x.shape.rank
+    mean, var = bn.moments(x, training, accumulate)
+    return bn.normalize(
+        x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
+    )
+
+
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
 class ConditionalBatchNorm(tf.keras.layers.Layer):
     """BigGAN's class-conditional BN (the hub's `HyperBN`).
@@ -329,11 +338,7 @@ class ConditionalBatchNorm(tf.keras.layers.Layer):
 
     def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
         gain, bias = self.gain_and_bias(z_chunk, class_code, training)
-        rank = x.shape.rank
-        mean, var = self.bn.moments(x, training, accumulate)
-        return self.bn.normalize(
-            x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
-        )
+        return _normalize_with(self.bn, x, gain, bias, training, accumulate)
 
     def get_config(self):
         config = super().get_config()
@@ -486,11 +491,7 @@ class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
 
     def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
         gain, bias = self.gain_and_bias(z_chunk, class_code, training)
-        rank = x.shape.rank
-        mean, var = self.bn.moments(x, training, accumulate)
-        return self.bn.normalize(
-            x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
-        )
+        return _normalize_with(self.bn, x, gain, bias, training, accumulate)
 
     def get_config(self):
         config = super().get_config()

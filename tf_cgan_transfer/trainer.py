@@ -427,32 +427,18 @@ class Trainer:
 
     # ---- Evaluation ----------------------------------------------------------------------
 
-    def eval_cache_key(self):
-        """What the real statistics depend on (evaluate.Evaluator adds the classifier)."""
-        d = self.config.data
-        return dict(
-            dataset=d.dataset,
-            split=d.split,
-            image_folder=d.image_folder and os.path.abspath(d.image_folder),
-            classes=list(d.classes) if d.classes else None,
-            images_per_class=d.images_per_class,
-            resolution=d.resolution,
-        )
-
     def make_evaluator(self):
         """An `evaluate.Evaluator` for periodic FID when `eval_every` > 0, else None."""
         cfg = self.config
         if cfg.eval_every <= 0:
             return None
-        real_config = dataclasses.replace(cfg.data, flip=False)
-
-        def real_dataset_fn():
-            return data.make_dataset(real_config, cfg.eval_batch_size)
-
+        # The classifier first: a missing one is the likelier, and cheaper, failure.
+        classifier = evaluate.load_classifier(cfg.classifier or evaluate.INCEPTION_HANDLE)
+        real = evaluate.data_real_source(cfg.data, cfg.eval_batch_size)
         return evaluate.Evaluator(
-            cfg.classifier or evaluate.INCEPTION_HANDLE,
-            real_dataset_fn,
-            self.eval_cache_key(),
+            classifier,
+            real.dataset_fn,
+            real.cache_key,
             num_images=cfg.eval_num_images,
             batch_size=cfg.eval_batch_size,
             cache_dir=cfg.eval_cache_dir or os.path.join(cfg.model_dir, "eval_cache"),
