@@ -20,7 +20,6 @@ import time
 from typing import Optional
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
@@ -615,8 +614,3 @@ def write_flags_file(model_dir, flag_lines):
 
 def config_to_json(config):
     return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True, default=str)
-
-
-def assert_finite(value, what):
-    if not np.all(np.isfinite(value)):
-        raise TrainingError(f"{what} is not finite.")
