@@ -19,6 +19,7 @@ RULES = ("py_library", "py_binary", "py_test")
 # Import name -> PyPI distribution name used in requirement("...").
 THIRD_PARTY = {
     "absl": "absl-py",
+    "google": "protobuf",
     "numpy": "numpy",
     "scipy": "scipy",
     "tensorflow": "tensorflow",

@@ -1,0 +1,168 @@
+"""Tests of sample.py: each mode's PNG size, model/export agreement and flag checks."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import export
+from tf_cgan_transfer import sample
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+R, PAD = 32, 2
+
+
+def _grid_size(rows, cols):
+    return rows * (R + PAD) + PAD, cols * (R + PAD) + PAD
+
+
+class SampleTest(tf.test.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tempfile.mkdtemp(prefix="sample_test_")
+        cls.model_dir = os.path.join(cls.root, "model")
+        tf.keras.utils.set_random_seed(0)
+        g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+        biggan.save_models(cls.model_dir, g)
+        cls.export_dir = os.path.join(cls.root, "export", "1")
+        # Keep the checkpoint's statistics so --model and --export sheets must agree.
+        export.save_generator(g, cls.export_dir, ["cat", "dog", "fox"], 1.0, warmup=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+        super().tearDownClass()
+
+    def _run(self, name, **kwargs):
+        output = os.path.join(self.root, f"{name}.png")
+        kwargs.setdefault("model", self.model_dir)
+        shape = sample.run(sample.SampleConfig(output=output, **kwargs))
+        decoded = tf.io.decode_png(tf.io.read_file(output))
+        self.assertEqual(tuple(decoded.shape), shape)
+        return decoded.numpy()
+
+    def test_sheet(self):
+        sheet = self._run("sheet", classes=("0", "2"), samples_per_class=3)
+        self.assertEqual(sheet.shape[:2], _grid_size(2, 3))
+        self.assertTrue(np.all(sheet[:PAD] == 0))  # padding rows are black
+
+    def test_export_sheet_matches_model_sheet(self):
+        by_model = self._run("by_model", classes=("1", "2"), samples_per_class=2, seed=4)
+        by_export = self._run(
+            "by_export",
+            model=None,
+            export=self.export_dir,
+            classes=("1", "2"),
+            samples_per_class=2,
+            seed=4,
+        )
+        self.assertEqual(by_export.shape[:2], _grid_size(2, 2))
+        self.assertLessEqual(np.abs(by_model.astype(int) - by_export).max(), 1)
+        by_name = self._run(
+            "by_name",
+            model=None,
+            export=self.export_dir,
+            classes=("dog", "fox"),
+            samples_per_class=2,
+            seed=4,
+        )
+        self.assertAllEqual(by_name, by_export)
+
+    def test_export_rejects_unknown_name_and_interpolation(self):
+        config = dict(model=None, export=self.export_dir, samples_per_class=1)
+        with self.assertRaisesRegex(sample.SampleError, "unknown class names"):
+            self._run("bad_name", classes=("dog", "unicorn"), **config)
+        with self.assertRaisesRegex(sample.SampleError, "label must be in"):
+            self._run("bad_label", classes=("5",), **config)
+        with self.assertRaisesRegex(sample.SampleError, "exports only draw sheets"):
+            self._run("bad_mode", classes=("0",), mode="interpolate_z", **config)
+
+    def test_interpolate_z(self):
+        for interpolation in sample.INTERPOLATIONS:
+            grid = self._run(
+                f"z_{interpolation}",
+                classes=("0", "1", "2"),
+                mode="interpolate_z",
+                steps=5,
+                interpolation=interpolation,
+            )
+            self.assertEqual(grid.shape[:2], _grid_size(3, 5))
+
+    def test_interpolate_class(self):
+        grid = self._run(
+            "classes", classes=("0", "2"), mode="interpolate_class", steps=4, samples_per_class=2
+        )
+        self.assertEqual(grid.shape[:2], _grid_size(2, 4))
+        # The first and last columns are the pure classes: a sheet of class 0 / class 2.
+        sheet = self._run("pure", classes=("0", "2"), samples_per_class=1)
+
+        def cell(g, r, c):
+            return g[PAD + r * (R + PAD) :][:R, PAD + c * (R + PAD) :][:, :R]
+
+        self.assertLessEqual(np.abs(cell(grid, 0, 0).astype(int) - cell(sheet, 0, 0)).max(), 1)
+
+    def test_slerp_endpoints_and_norm(self):
+        a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+        path = sample.slerp(a, b, [0.0, 0.5, 1.0])
+        self.assertAllClose(path[0], a)
+        self.assertAllClose(path[-1], b)
+        self.assertAllClose(np.linalg.norm(path, axis=1), [1.0, 1.0, 1.0])
+        self.assertAllClose(sample.lerp(a, b, [0.5])[0], [0.5, 0.5])
+
+    def test_bad_classes_for_model(self):
+        with self.assertRaisesRegex(sample.SampleError, r"--classes \[3\] out of range"):
+            self._run("oob", classes=("3",), samples_per_class=1)
+
+    def _parse(self, *args):
+        fv = flags.FlagValues()
+        sample.define_flags(fv)
+        fv(["sample"] + list(args))
+        return sample.config_from_flags(fv)
+
+    def test_flags(self):
+        out = f"--output={os.path.join(self.root, 'x.png')}"
+        config = self._parse(f"--model={self.model_dir}", out, "--classes=0,1", "--seed=3")
+        self.assertEqual(config.classes, ("0", "1"))
+        self.assertEqual(config.seed, 3)
+        bad = [
+            [out],  # neither --model nor --export
+            [f"--model={self.model_dir}", f"--export={self.export_dir}", out],
+            [f"--model={self.root}", out],  # not a model directory
+            [f"--model={self.model_dir}", "--output=x.jpg"],
+            [f"--model={self.model_dir}", out, "--truncation=1.5"],
+            [f"--model={self.model_dir}", out, "--mode=interpolate_class", "--classes=0,1,2"],
+            [f"--export={self.export_dir}", out, "--mode=interpolate_z"],
+            [f"--model={self.model_dir}", out, "--classes=cat"],
+            [f"--model={self.model_dir}", out, "--mode=grid"],
+            [f"--model={self.model_dir}", out, "--samples_per_class=0"],
+        ]
+        for args in bad:
+            with self.subTest(args=args):
+                with self.assertRaises(flags.Error):
+                    self._parse(*args)
+
+    def test_cli_fails_fast(self):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+        cli = [sys.executable, "-m", "tf_cgan_transfer.sample", f"--export={self.export_dir}"]
+        result = subprocess.run(
+            cli + ["--output=o.png", "--mode=interpolate_class", "--classes=0,1"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.root,
+            timeout=120,
+        )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("Exports only draw sheets", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "o.png")))
+
+
+if __name__ == "__main__":
+    tf.test.main()
