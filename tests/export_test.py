@@ -180,6 +180,16 @@ class ExportTest(tf.test.TestCase):
             np.load(os.path.join(out_dir, "images.npy")), self.expected, atol=1e-5, rtol=0
         )
 
+    def test_run_directory_resolves_to_the_ema_generator(self):
+        run_dir = os.path.join(self.root, "run")
+        g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+        biggan.save_models(os.path.join(run_dir, "models"), g)
+        self.assertEqual(export.resolve_model_dir(run_dir), os.path.join(run_dir, "models"))
+        biggan.save_models(os.path.join(run_dir, "models_ema"), g)
+        self.assertEqual(export.resolve_model_dir(run_dir), os.path.join(run_dir, "models_ema"))
+        with self.assertRaisesRegex(export.ExportError, "neither a model directory"):
+            export.resolve_model_dir(os.path.join(self.root, "nothing"))
+
     def test_no_python_ops(self):
         self.assertEqual(export.python_ops(self.version_dir), [])
 

@@ -402,6 +402,21 @@ def save_generator(generator, version_dir, class_names, truncation, model_name=N
     return version_dir
 
 
+def resolve_model_dir(path):
+    """A models directory from `path`: itself, or for a training run's model_dir its
+    `models_ema/` (the EMA generator) when present, else its `models/`."""
+    if tf.io.gfile.exists(os.path.join(path, biggan.GENERATOR_CONFIG_FILE)):
+        return path
+    for name in ("models_ema", "models"):
+        candidate = os.path.join(path, name)
+        if tf.io.gfile.exists(os.path.join(candidate, biggan.GENERATOR_CONFIG_FILE)):
+            return candidate
+    raise ExportError(
+        f"{path} is neither a model directory (generator_config.json) nor a training run "
+        "with models_ema/ or models/ (a run writes them when it finishes)."
+    )
+
+
 def run(config):
     """Exports as a `ExportConfig` says; returns the version directory written."""
     if not config.name or os.sep in config.name or config.name.startswith("."):
@@ -419,7 +434,7 @@ def run(config):
         )
     if config.warmup:
         _serving_protos()  # fail before the slow work
-    generator, _ = biggan.restore_models(config.model)
+    generator, _ = biggan.restore_models(resolve_model_dir(config.model))
     if config.class_names_file:
         class_names = read_class_names(config.class_names_file, generator.num_classes)
     else:
@@ -455,7 +470,11 @@ def define_flags(flag_values=flags.FLAGS):
     fv = dict(flag_values=flag_values)
     # What to export.
     flags.DEFINE_string(
-        "model", None, "Model directory written by biggan.save_models (e.g. run/models_ema).", **fv
+        "model",
+        None,
+        "A training run's --model_dir (its EMA generator when present) or a model directory "
+        "written by biggan.save_models.",
+        **fv,
     )
     flags.DEFINE_string(
         "class_names_file",
@@ -497,8 +516,13 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.register_validator(
         "model",
-        lambda p: p is None or tf.io.gfile.exists(os.path.join(p, biggan.GENERATOR_CONFIG_FILE)),
-        "--model must be a directory holding generator_config.json (biggan.save_models).",
+        lambda p: p is None
+        or any(
+            tf.io.gfile.exists(os.path.join(p, sub, biggan.GENERATOR_CONFIG_FILE))
+            for sub in ("", "models_ema", "models")
+        ),
+        "--model must be a training run directory (with models_ema/ or models/) or a "
+        "directory holding generator_config.json (biggan.save_models).",
         **fv,
     )
     flags.register_validator(
