@@ -1,5 +1,6 @@
 """Tests of export.py: the SavedModel as TF Serving would load and run it."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -183,12 +184,25 @@ class ExportTest(tf.test.TestCase):
     def test_run_directory_resolves_to_the_ema_generator(self):
         run_dir = os.path.join(self.root, "run")
         g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+        ema = biggan.Generator.from_config(g.get_config()).build_weights()
+        z, y = biggan.sample_z(2, 8, seed=3), tf.constant([0, 2])
+        # A run stopped before it finished: only its checkpoints (with an EMA generator).
+        os.makedirs(run_dir)
+        with open(os.path.join(run_dir, biggan.GENERATOR_CONFIG_FILE), "w") as f:
+            json.dump(g.get_config(), f)
+        tf.train.Checkpoint(generator=g, ema_generator=ema).write(
+            os.path.join(run_dir, "ckpt", "ckpt-3")
+        )
+        with open(os.path.join(run_dir, "ckpt", "checkpoint"), "w") as f:
+            f.write('model_checkpoint_path: "ckpt-3"\n')
+        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), ema((z, y)))
+        # A finished run: its final models, the EMA generator first.
         biggan.save_models(os.path.join(run_dir, "models"), g)
-        self.assertEqual(export.resolve_model_dir(run_dir), os.path.join(run_dir, "models"))
-        biggan.save_models(os.path.join(run_dir, "models_ema"), g)
-        self.assertEqual(export.resolve_model_dir(run_dir), os.path.join(run_dir, "models_ema"))
+        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), g((z, y)))
+        biggan.save_models(os.path.join(run_dir, "models_ema"), ema)
+        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), ema((z, y)))
         with self.assertRaisesRegex(export.ExportError, "neither a model directory"):
-            export.resolve_model_dir(os.path.join(self.root, "nothing"))
+            export.restore_generator(os.path.join(self.root, "nothing"))
 
     def test_no_python_ops(self):
         self.assertEqual(export.python_ops(self.version_dir), [])

@@ -402,18 +402,31 @@ def save_generator(generator, version_dir, class_names, truncation, model_name=N
     return version_dir
 
 
-def resolve_model_dir(path):
-    """A models directory from `path`: itself, or for a training run's model_dir its
-    `models_ema/` (the EMA generator) when present, else its `models/`."""
-    if tf.io.gfile.exists(os.path.join(path, biggan.GENERATOR_CONFIG_FILE)):
-        return path
+def restore_generator(path):
+    """The generator to export from `path`.
+
+    `path` is a models directory (`biggan.save_models`), or a training run's model_dir:
+    its final `models_ema/` (EMA generator) or `models/` when the run finished, else the
+    latest checkpoint in its `ckpt/` (the EMA generator when the run keeps one).
+    """
+    if tf.io.gfile.exists(os.path.join(path, biggan.MODELS_PREFIX + ".index")):
+        return biggan.restore_models(path)[0]
     for name in ("models_ema", "models"):
         candidate = os.path.join(path, name)
         if tf.io.gfile.exists(os.path.join(candidate, biggan.GENERATOR_CONFIG_FILE)):
-            return candidate
+            return biggan.restore_models(candidate)[0]
+    latest = tf.train.latest_checkpoint(os.path.join(path, "ckpt"))
+    if latest and tf.io.gfile.exists(os.path.join(path, biggan.GENERATOR_CONFIG_FILE)):
+        generator = biggan.Generator.from_config(biggan.read_config(path)).build_weights()
+        keys = {name.split("/")[0] for name, _ in tf.train.list_variables(latest)}
+        which = "ema_generator" if "ema_generator" in keys else "generator"
+        status = tf.train.Checkpoint(**{which: generator}).read(latest)
+        status.assert_existing_objects_matched()
+        logging.info("Exporting %s from %s", which, latest)
+        return generator
     raise ExportError(
-        f"{path} is neither a model directory (generator_config.json) nor a training run "
-        "with models_ema/ or models/ (a run writes them when it finishes)."
+        f"{path} is neither a model directory (generator_config.json + models.*) nor a "
+        "training run with models_ema/, models/ or checkpoints in ckpt/."
     )
 
 
@@ -434,7 +447,7 @@ def run(config):
         )
     if config.warmup:
         _serving_protos()  # fail before the slow work
-    generator, _ = biggan.restore_models(resolve_model_dir(config.model))
+    generator = restore_generator(config.model)
     if config.class_names_file:
         class_names = read_class_names(config.class_names_file, generator.num_classes)
     else:
@@ -521,7 +534,7 @@ def define_flags(flag_values=flags.FLAGS):
             tf.io.gfile.exists(os.path.join(p, sub, biggan.GENERATOR_CONFIG_FILE))
             for sub in ("", "models_ema", "models")
         ),
-        "--model must be a training run directory (with models_ema/ or models/) or a "
+        "--model must be a training run directory (models_ema/, models/ or ckpt/) or a "
         "directory holding generator_config.json (biggan.save_models).",
         **fv,
     )

@@ -163,7 +163,7 @@ def run(config):
         module = tf.saved_model.load(config.export)
         pictures, rows = sample_export(module, config)
     else:
-        generator, _ = biggan.restore_models(config.model)
+        generator = export.restore_generator(config.model)  # models dir or training run
         try:
             labels = [int(c) for c in config.classes]
         except ValueError as e:
@@ -241,7 +241,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.register_validator(
         "model",
         lambda p: p is None or tf.io.gfile.exists(os.path.join(p, biggan.GENERATOR_CONFIG_FILE)),
-        "--model must be a directory holding generator_config.json (biggan.save_models).",
+        "--model must be a training run directory or a directory holding "
+        "generator_config.json (biggan.save_models).",
         **fv,
     )
     flags.register_validator(

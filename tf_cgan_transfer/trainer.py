@@ -509,6 +509,12 @@ class Trainer:
         """Runs (or resumes) the loop to `train_steps`; returns the last metrics."""
         cfg = self.config
         start = self.restore()
+        # What export/sample need to rebuild G from a checkpoint of this run (ckpt/).
+        tf.io.gfile.makedirs(self.output_dir())
+        with tf.io.gfile.GFile(
+            os.path.join(self.output_dir(), biggan.GENERATOR_CONFIG_FILE), "w"
+        ) as f:
+            json.dump(self.generator.get_config(), f, indent=2, sort_keys=True)
         writer = tf.summary.create_file_writer(self.output_dir())
         iterator = self.make_iterator(start)
         metrics, last_time, last_step = {}, time.time(), start
