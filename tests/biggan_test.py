@@ -152,6 +152,21 @@ class GeneratorSerializationTest(tf.test.TestCase):
         z, y = biggan.sample_z(2, 8, seed=6), tf.constant([1, 0])
         self.assertAllEqual(restored_g((z, y)), g((z, y)))
 
+    def test_find_models_dir_of_a_finished_run(self):
+        run = self.create_tempdir().full_path
+        self.assertIsNone(biggan.find_models_dir(run))
+        g = tiny_generator(32, ch=8, dim_z=8).build_weights()
+        biggan.save_models(os.path.join(run, "models"), g)
+        self.assertEqual(biggan.find_models_dir(run), os.path.join(run, "models"))
+        self.assertEqual(biggan.find_models_dir(run, prefer_ema=True), os.path.join(run, "models"))
+        biggan.save_models(os.path.join(run, "models_ema"), g)
+        self.assertEqual(biggan.find_models_dir(run), os.path.join(run, "models"))
+        self.assertEqual(
+            biggan.find_models_dir(run, prefer_ema=True), os.path.join(run, "models_ema")
+        )
+        models = os.path.join(run, "models")
+        self.assertEqual(biggan.find_models_dir(models, prefer_ema=True), models)
+
     def test_restore_from_wrong_directory(self):
         directory = self.create_tempdir().full_path
         with self.assertRaisesRegex(FileNotFoundError, "generator_config.json not found"):

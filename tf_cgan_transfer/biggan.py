@@ -577,6 +577,20 @@ def read_config(directory, filename=GENERATOR_CONFIG_FILE):
         return json.load(f)
 
 
+def find_models_dir(path, prefer_ema=False):
+    """The `save_models` directory that `path` stands for, or None.
+
+    `path` itself when it holds saved models, else a finished training run's
+    `models_ema/` (with `prefer_ema`, when present) or `models/` (G and D as trained).
+    """
+    names = ("", "models_ema", "models") if prefer_ema else ("", "models")
+    for name in names:
+        candidate = os.path.join(path, name) if name else path
+        if tf.io.gfile.exists(os.path.join(candidate, MODELS_PREFIX + ".index")):
+            return candidate
+    return None
+
+
 def restore_models(directory):
     """Rebuilds and restores the models saved by `save_models`: `(generator, D or None)`.
 

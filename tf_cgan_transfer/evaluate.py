@@ -857,9 +857,11 @@ def _real_source(config):
 
 
 def load_model(path, num_classes=None):
-    """A `GeneratorAdapter` for a model directory or an exported SavedModel directory."""
-    if tf.io.gfile.exists(os.path.join(path, biggan.GENERATOR_CONFIG_FILE)):
-        generator, _ = biggan.restore_models(path)
+    """A `GeneratorAdapter` for a model directory (or a finished training run, its EMA
+    generator first) or an exported SavedModel directory."""
+    models_dir = biggan.find_models_dir(path, prefer_ema=True)
+    if models_dir:
+        generator, _ = biggan.restore_models(models_dir)
         if num_classes not in (None, generator.num_classes):
             raise EvaluationError(
                 f"--num_classes={num_classes}, but {path} has {generator.num_classes} "
@@ -868,7 +870,10 @@ def load_model(path, num_classes=None):
         return as_generator(generator)
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return as_generator(tf.saved_model.load(path), num_classes)
-    raise EvaluationError(f"{path} holds neither generator_config.json nor saved_model.pb.")
+    raise EvaluationError(
+        f"{path} holds neither saved models (biggan.save_models, or a finished run's "
+        "models_ema/ or models/) nor saved_model.pb."
+    )
 
 
 def json_safe(value):

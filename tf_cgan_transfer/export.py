@@ -409,12 +409,9 @@ def restore_generator(path):
     its final `models_ema/` (EMA generator) or `models/` when the run finished, else the
     latest checkpoint in its `ckpt/` (the EMA generator when the run keeps one).
     """
-    if tf.io.gfile.exists(os.path.join(path, biggan.MODELS_PREFIX + ".index")):
-        return biggan.restore_models(path)[0]
-    for name in ("models_ema", "models"):
-        candidate = os.path.join(path, name)
-        if tf.io.gfile.exists(os.path.join(candidate, biggan.GENERATOR_CONFIG_FILE)):
-            return biggan.restore_models(candidate)[0]
+    directory = biggan.find_models_dir(path, prefer_ema=True)
+    if directory:
+        return biggan.restore_models(directory)[0]
     latest = tf.train.latest_checkpoint(os.path.join(path, "ckpt"))
     if latest and tf.io.gfile.exists(os.path.join(path, biggan.GENERATOR_CONFIG_FILE)):
         generator = biggan.Generator.from_config(biggan.read_config(path)).build_weights()

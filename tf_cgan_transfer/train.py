@@ -321,7 +321,7 @@ _HUB_RESOLUTION = {"biggan-128": 128, "biggan-256": 256, "biggan-512": 512}
 
 def _source_resolution(source, bn_checkpoint):
     """The source's resolution without loading weights (config JSON, hub name or shapes)."""
-    for directory in (bn_checkpoint and trainer._resolve_bn_checkpoint(bn_checkpoint), source):
+    for directory in (bn_checkpoint and biggan.find_models_dir(bn_checkpoint), source):
         if directory and os.path.exists(os.path.join(directory, biggan.GENERATOR_CONFIG_FILE)):
             return biggan.read_config(directory)["resolution"]
     for name, resolution in _HUB_RESOLUTION.items():

@@ -138,14 +138,6 @@ def is_due(step, every):
     return every > 0 and step % every == 0
 
 
-def _resolve_bn_checkpoint(path):
-    """A bn-stage run directory (its `models/`) or a models directory itself."""
-    nested = os.path.join(path, "models")
-    if tf.io.gfile.exists(os.path.join(nested, biggan.GENERATOR_CONFIG_FILE)):
-        return nested
-    return path
-
-
 def build_models(config, num_classes):
     """`transfer.TransferModels` for the run: a transfer, or a BigGAN from scratch."""
     if config.method == "scratch" and config.source is None:
@@ -173,7 +165,10 @@ def build_models(config, num_classes):
             dataclasses.replace(config.transfer_config, num_new_classes=num_classes),
         )
     transfer_config = dataclasses.replace(config.transfer_config, num_new_classes=num_classes)
-    bn_checkpoint = config.bn_checkpoint and _resolve_bn_checkpoint(config.bn_checkpoint)
+    # A bn-stage run directory stands for its models/.
+    bn_checkpoint = config.bn_checkpoint and (
+        biggan.find_models_dir(config.bn_checkpoint) or config.bn_checkpoint
+    )
     return transfer.build(transfer_config, source=config.source, bn_checkpoint=bn_checkpoint)
 
 

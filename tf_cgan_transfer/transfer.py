@@ -112,10 +112,9 @@ def load_source(source):
         return source.build_weights(), None
     if isinstance(source, tuple):
         return source
-    # A models directory, or a finished training run's model_dir (its models/: G and D).
-    for directory in (str(source), os.path.join(str(source), "models")):
-        if tf.io.gfile.exists(os.path.join(directory, biggan.MODELS_PREFIX + ".index")):
-            return biggan.restore_models(directory)
+    directory = biggan.find_models_dir(str(source))  # a finished run stands for its models/
+    if directory:
+        return biggan.restore_models(directory)
     generator, _ = hub_import.load_generator(source)
     return generator, None
 
