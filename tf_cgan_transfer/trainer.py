@@ -88,6 +88,8 @@ class TrainConfig:
     ema_start: int = 0
     seed: int = 0
     deterministic: bool = False
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     log_every: int = 50
