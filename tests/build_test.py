@@ -20,6 +20,7 @@ RULES = ("py_library", "py_binary", "py_test")
 THIRD_PARTY = {
     "absl": "absl-py",
     "google": "protobuf",
+    "matplotlib": "matplotlib",
     "numpy": "numpy",
     "scipy": "scipy",
     "tensorflow": "tensorflow",
@@ -127,14 +128,17 @@ def check(build_text, root, requirement_names):
     return problems
 
 
-def requirement_names(root):
+def requirement_names(root, filename="requirements-test.txt"):
+    """Package names in `filename` (what CI installs) and the files it includes (`-r`)."""
     names = set()
-    for filename in ("requirements.txt", "requirements-test.txt"):
-        with open(os.path.join(root, filename)) as f:
-            for line in f:
-                match = re.match(r"^\s*([A-Za-z0-9_.\-]+)", line)
-                if match and not line.lstrip().startswith(("#", "-")):
-                    names.add(match.group(1).lower())
+    with open(os.path.join(root, filename)) as f:
+        for line in f:
+            include = re.match(r"^\s*-r\s+(\S+)", line)
+            if include:
+                names |= requirement_names(root, include.group(1))
+            match = re.match(r"^\s*([A-Za-z0-9_.\-]+)", line)
+            if match and not line.lstrip().startswith(("#", "-")):
+                names.add(match.group(1).lower())
     return names
 
 
@@ -180,6 +184,17 @@ class BuildFileTest(tf.test.TestCase):
         self.assertIn(
             ':a (tf_cgan_transfer/a.py) imports numpy: add requirement("numpy")', problems
         )
+
+    def test_requirement_names_follow_includes(self):
+        root = self.create_tempdir().full_path
+        for name, text in (
+            ("requirements-test.txt", "# comment\n-r runtime.txt\npytest>=7\n"),
+            ("runtime.txt", "-r plots.txt\nNumPy<2\n"),
+            ("plots.txt", "matplotlib==3.8.4\n"),
+        ):
+            with open(os.path.join(root, name), "w") as f:
+                f.write(text)
+        self.assertEqual(requirement_names(root), {"pytest", "numpy", "matplotlib"})
 
 
 class CiEntryPointTest(tf.test.TestCase):
