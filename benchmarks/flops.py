@@ -1,6 +1,7 @@
 r"""Analytic FLOP counts of BigGAN G and D and of one transfer training iteration.
 
-  python -m benchmarks.throughput --preset=demo     (prints these counts with the speeds)
+  python -m benchmarks.flops                        (the TF-Hub architectures, batch 8)
+  python -m benchmarks.throughput --preset=demo     (the counts with measured speeds)
 
 A count is the sum of the model's matrix products, 2 FLOPs per multiply-add, per image:
 every `SNConv2D` (2 * H_out * W_out * kh * kw * Cin * Cout), every `SNDense` and plain
@@ -10,6 +11,10 @@ z W^z). Elementwise work is ignored: batch norm, ReLU, tanh, softmax, pooling, u
 bias adds, residual sums, and the spectral-norm power iteration, which runs once per call
 rather than per image (about 4 FLOPs per weight per call: 0.3 GFLOP a call for
 biggan-128's G, under 0.1% of a batch-8 forward pass).
+
+The counts are of this implementation: `biggan.GBlock` applies its 1x1 shortcut conv
+before upsampling (it commutes with nearest upsampling), where the TF-Hub graph applies
+it after, at 4x the cost: biggan-128's G forward is 40.2 GFLOP/image here, 42.2 there.
 
 Two ways to get the products of a model:
 
@@ -337,7 +342,29 @@ def iteration_flops(
     )
 
 
-def describe(products_list, top=None):
-    """Lines "name  kind  GFLOP/image" (largest first with `top`), for printing."""
-    items = sorted(products_list, key=lambda p: -p.flops) if top else list(products_list)
-    return [f"{p.name:40s} {p.kind:9s} {p.flops / 1e9:10.4f}" for p in items[:top]]
+def main():
+    """Prints G/D forward and iteration FLOPs of the hub architectures (nothing is built)."""
+    batch, new_classes = 8, 5
+    print(
+        f"GFLOP: forward per image, iteration per batch of {batch}, {new_classes} new classes\n\n"
+        "| resolution | G forward | D forward | kp_bn (bn) iteration | finetune iteration |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
+    for resolution in (128, 256, 512):
+        d = analytic_products(biggan.Discriminator(resolution, num_classes=new_classes))
+        kp_bn = biggan.Generator(
+            resolution, num_classes=new_classes, conditioning="kp_bn", num_source_classes=1000
+        )
+        finetune = biggan.Generator(resolution, num_classes=new_classes)
+        kp_cost = iteration_flops(
+            analytic_products(kp_bn), d, batch, g_trainable=analytic_g_trainable("kp_bn")
+        )
+        ft_cost = iteration_flops(analytic_products(finetune), d, batch)
+        print(
+            f"| {resolution} | {ft_cost['g_forward'] / 1e9:.2f} | {kp_cost['d_forward'] / 1e9:.2f} "
+            f"| {kp_cost['iteration'] / 1e9:,.0f} | {ft_cost['iteration'] / 1e9:,.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
