@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +15,7 @@ from tests import model_fixtures
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
+from tf_cgan_transfer import layers
 from tf_cgan_transfer import trainer
 
 RESOLUTION = 32
@@ -254,3 +256,172 @@ class PeriodicEvaluationTest(tf.test.TestCase):
         )
         with self.assertRaises(evaluate.ClassifierError):
             trainer.Trainer(config, num_classes=2)
+
+
+class PrecisionAndCompilationTest(tf.test.TestCase):
+    """`mixed_precision` and `jit_compile` compute the float32 step, faster."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = tf.compat.v1.test.get_temp_dir()
+        cls.source_dir = os.path.join(root, "precision_source")
+        model_fixtures.make_source(cls.source_dir, shared=True, with_d=True)
+        rng = np.random.default_rng(0)
+        cls.images = tf.constant(rng.uniform(-1, 1, [1, 4, 32, 32, 3]).astype(np.float32))
+        cls.labels = tf.constant(rng.integers(0, 3, [1, 4]).astype(np.int32))
+        # The float32 reference: its starting weights (A, R and D's embedding are fresh)
+        # and the metrics and weights of its first two steps.
+        reference = cls._trainer(os.path.join(root, "precision_reference"))
+        cls.initial = (reference.generator.get_weights(), reference.discriminator.get_weights())
+        cls.expected = [cls._step(reference) for _ in range(2)]
+        cls.expected_g = reference.generator.get_weights()
+        cls.reference_traces = reference.train_step.experimental_get_tracing_count()
+
+    @classmethod
+    def _trainer(cls, model_dir, initial=None, **overrides):
+        data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
+        # SGD-like Adam (large epsilon): the first Adam step would turn rounding noise in
+        # near-zero gradients into full-size updates and make G's loss incomparable.
+        optimizer = trainer.OptimizerConfig(g_lr=0.01, d_lr=0.01, epsilon=1.0)
+        config = tiny_config(
+            model_dir, cls.source_dir, data_config, optimizer=optimizer, **overrides
+        )
+        run = trainer.Trainer(config, num_classes=3)
+        if initial is not None:
+            run.generator.set_weights(initial[0])
+            run.discriminator.set_weights(initial[1])
+        return run
+
+    @classmethod
+    def _step(cls, run):
+        return {k: float(v) for k, v in run.train_step(cls.images, cls.labels).items()}
+
+    def _variant(self, **overrides):
+        return self._trainer(self.create_tempdir().full_path, self.initial, **overrides)
+
+    def test_mixed_bfloat16_matches_float32(self):
+        run = self._variant(mixed_precision="mixed_bfloat16")
+        g, d = run.generator, run.discriminator
+        self.assertEqual(g.blocks[0].conv0.compute_dtype, "bfloat16")
+        self.assertEqual(d.blocks[0].conv1.compute_dtype, "bfloat16")
+        # Variables, the conditioning path and D's projection head stay float32.
+        self.assertEqual({v.dtype for v in g.variables + d.variables}, {tf.float32})
+        self.assertEqual(g.conditional_batch_norms()[0].A_gamma.compute_dtype, "float32")
+        self.assertEqual(d.linear.compute_dtype, "float32")
+        got = self._step(run)
+        for key, value in self.expected[0].items():
+            self.assertAllClose(got[key], value, rtol=3e-2, atol=3e-2, msg=key)
+        # The policy was scoped to the build: what is built next is float32 again.
+        self.assertEqual(tf.keras.mixed_precision.global_policy().name, "float32")
+
+    def test_mixed_float16_scales_the_loss(self):
+        run = self._variant(mixed_precision="mixed_float16")
+        for optimizer in (run.g_optimizer, run.d_optimizer):
+            self.assertIsInstance(optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        self.assertEqual(run.generator.blocks[0].conv0.compute_dtype, "float16")
+        d_before = [v.numpy() for v in run.models.d_variables]
+        got = self._step(run)
+        # D's losses come before any update: the float32 ones up to float16 rounding.
+        for key in ("d_loss_real", "d_loss_fake"):
+            self.assertAllClose(got[key], self.expected[0][key], rtol=3e-2, atol=3e-2, msg=key)
+        # Dynamic scaling: an update whose scaled float16 gradients overflowed is skipped
+        # and the scale halved; otherwise it is applied at the starting scale.
+        scale = float(run.d_optimizer.loss_scale)
+        moved = any(np.any(v.numpy() != w) for v, w in zip(run.models.d_variables, d_before))
+        self.assertEqual(moved, scale == 2.0**15, msg=f"scale {scale}")
+
+    def test_jit_compile_matches_and_traces_once(self):
+        run = self._variant(jit_compile=True)
+        for expected in self.expected:
+            got = self._step(run)
+            for key, value in expected.items():
+                self.assertAllClose(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+        for a, b in zip(self.expected_g, run.generator.get_weights()):
+            self.assertAllClose(a, b, rtol=1e-4, atol=1e-5)
+        # Fixed shapes: one trace for every step (the slots exist before the first one).
+        self.assertEqual(run.train_step.experimental_get_tracing_count(), 1)
+        self.assertEqual(self.reference_traces, 1)
+
+    def test_unknown_policy_is_rejected(self):
+        with self.assertRaisesRegex(ValueError, "mixed_bfloat16"):
+            self._variant(mixed_precision="bfloat16")
+
+
+class FrozenVariablesTest(tf.test.TestCase):
+    """A step computes no weight gradient for a frozen variable.
+
+    Read off each step's graph as TensorFlow runs it: a function keeps only the ops its
+    outputs and stateful ops depend on, so a kernel gradient nothing consumes is never
+    computed. The test counts the `Conv2DBackpropFilter` ops that remain.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.source_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "frozen_source")
+        model_fixtures.make_source(cls.source_dir, shared=True, with_d=True)
+
+    def _kernel_gradients(self, method, **overrides):
+        """`{"d": (computed, trained), "g": (...)}`: per step, the kernel gradients the
+        pruned graph computes and the conv kernels the step's variable list trains."""
+        data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
+        config = tiny_config(
+            self.create_tempdir().full_path,
+            self.source_dir,
+            data_config,
+            method=method,
+            **overrides,
+        )
+        run = trainer.Trainer(config, num_classes=3)
+        convs = [
+            layer
+            for model in (run.generator, run.discriminator)
+            for layer in model.submodules
+            if isinstance(layer, layers.SNConv2D)
+        ]
+
+        def trained(variables):
+            ids = {id(v) for v in variables}
+            return sum(id(c.kernel) in ids for c in convs)
+
+        def computed(fn, *args):
+            graph = tf.function(fn).get_concrete_function(*args).graph
+            live, stack = set(), [t.op for t in graph.outputs] + list(graph.control_outputs)
+            while stack:  # the ops the outputs and stateful ops depend on
+                op = stack.pop()
+                if op.name not in live:
+                    live.add(op.name)
+                    stack.extend(t.op for t in op.inputs)
+                    stack.extend(op.control_inputs)
+            return sum(
+                op.type == "Conv2DBackpropFilter" and op.name in live
+                for op in graph.get_operations()
+            )
+
+        z = tf.zeros([4, run.generator.dim_z])
+        labels = tf.constant([0, 1, 2, 0])
+        images = tf.zeros([4, 32, 32, 3])
+        # D sees real and fake images in two calls: two gradients per trained kernel.
+        return dict(
+            d=(
+                computed(run._d_micro_step, images, labels, z, labels),
+                2 * trained(run.models.d_variables),
+            ),
+            g=(computed(run._g_micro_step, z, labels), trained(run.models.g_variables)),
+        )
+
+    def test_kp_bn_bn_stage_computes_no_generator_kernel_gradients(self):
+        counts = self._kernel_gradients("kp_bn")
+        self.assertEqual(counts["g"], (0, 0))  # every conv of G is frozen in the BN stage
+        self.assertGreater(counts["d"][1], 0)
+        self.assertEqual(counts["d"][0], counts["d"][1])
+
+    def test_finetune_and_freeze_d_compute_exactly_the_trained_kernels(self):
+        counts = self._kernel_gradients("finetune")
+        self.assertGreater(counts["g"][1], 0)
+        self.assertEqual(counts["g"][0], counts["g"][1])
+        self.assertEqual(counts["d"][0], counts["d"][1])
+        frozen_d = self._kernel_gradients("freeze_d", freeze_d_blocks=2)["d"]
+        self.assertLess(frozen_d[1], counts["d"][1])
+        self.assertEqual(frozen_d[0], frozen_d[1])

@@ -65,6 +65,12 @@ def to_one_hot(labels, num_classes, dtype=tf.float32):
     return tf.cast(labels, dtype)
 
 
+# Stateless draws name their algorithm: the default ("auto_select") may pick another one
+# on another device, and a seed should give the same latents everywhere. (XLA's truncated
+# normal still differs, so the trainer draws latents outside its compiled functions.)
+RNG_ALG = "philox"
+
+
 def sample_z(batch_size, dim_z, truncation=1.0, seed=0):
     """Truncated latents as the hub examples draw them: N(0,1) cut to [-2, 2], times t.
 
@@ -73,7 +79,7 @@ def sample_z(batch_size, dim_z, truncation=1.0, seed=0):
     seed = tf.cast(seed, tf.int64)
     if seed.shape.rank == 0:
         seed = tf.stack([seed, tf.constant(0, tf.int64)])
-    z = tf.random.stateless_truncated_normal([batch_size, dim_z], seed=seed)
+    z = tf.random.stateless_truncated_normal([batch_size, dim_z], seed=seed, alg=RNG_ALG)
     return z * truncation
 
 
@@ -243,7 +249,9 @@ class Generator(tf.keras.Model):
 
         if shared_dim:
             # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.
-            self.linear = tf.keras.layers.Dense(shared_dim, use_bias=False, name="linear")
+            self.linear = tf.keras.layers.Dense(
+                shared_dim, use_bias=False, name="linear", dtype=layers.FLOAT32
+            )
         self.G_linear = layers.SNDense(
             4 * 4 * ch * multipliers[0], epsilon=sn_epsilon, name="G_linear"
         )
@@ -365,7 +373,12 @@ def accumulate_standing_stats(generator, num_batches=16, batch_size=64, truncati
     def step(i):
         z = sample_z(batch_size, generator.dim_z, truncation, seed=tf.stack([seed, i]))
         y = tf.random.stateless_uniform(
-            [batch_size], tf.stack([seed, i + 1_000_003]), 0, generator.num_classes, tf.int32
+            [batch_size],
+            tf.stack([seed, i + 1_000_003]),
+            0,
+            generator.num_classes,
+            tf.int32,
+            alg=RNG_ALG,
         )
         generator((z, y), training=False, accumulate_stats=True)
 
@@ -497,9 +510,14 @@ class Discriminator(tf.keras.Model):
             if attention_resolution
             else None
         )
-        self.linear = layers.SNDense(1, epsilon=sn_epsilon, name="linear")
+        # The projection head is tiny and feeds the loss: float32 under any policy.
+        self.linear = layers.SNDense(1, epsilon=sn_epsilon, name="linear", dtype=layers.FLOAT32)
         self.embedding = layers.SNDense(
-            ch * multipliers[-1], use_bias=False, epsilon=sn_epsilon, name="embedding"
+            ch * multipliers[-1],
+            use_bias=False,
+            epsilon=sn_epsilon,
+            name="embedding",
+            dtype=layers.FLOAT32,
         )
 
     def features(self, x, training=False):
@@ -516,7 +534,8 @@ class Discriminator(tf.keras.Model):
         phi = self.features(x, training=training)
         y = to_one_hot(y, self.num_classes)
         projection = tf.reduce_sum(self.embedding(y, training=training) * phi, axis=1)
-        return self.linear(phi, training=training)[:, 0] + projection
+        logits = self.linear(phi, training=training)[:, 0] + projection
+        return tf.cast(logits, tf.float32)  # losses in float32 under mixed precision
 
     def build_weights(self):
         """Creates every variable by one eager call on a batch of one; returns self."""

@@ -90,7 +90,7 @@ def seeded_latents(seeds, dim_z, truncation):
     seeds = tf.cast(seeds, tf.int64)
     z = tf.map_fn(
         lambda s: tf.random.stateless_truncated_normal(
-            [dim_z], seed=tf.stack([s, tf.constant(0, tf.int64)])
+            [dim_z], seed=tf.stack([s, tf.constant(0, tf.int64)]), alg=biggan.RNG_ALG
         ),
         seeds,
         fn_output_signature=tf.TensorSpec([dim_z], tf.float32),

@@ -17,6 +17,9 @@ _SYNC_AGG = dict(
     synchronization=tf.VariableSynchronization.ON_READ,
     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
 )
+# Conditioning layers (class embeddings, BN gain/bias projections, mixtures) are tiny
+# matmuls whose outputs scale every activation: float32 under any mixed-precision policy.
+FLOAT32 = "float32"
 
 
 def build_sublayer(layer, input_shape):
@@ -309,16 +312,14 @@ class ConditionalBatchNorm(tf.keras.layers.Layer):
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if self.shared_embedding:
-            self.gamma = SNDense(channels, use_bias=False, epsilon=self.sn_epsilon, name="gamma")
-            self.beta = SNDense(channels, use_bias=False, epsilon=self.sn_epsilon, name="beta")
+            sn = dict(use_bias=False, epsilon=self.sn_epsilon, dtype=FLOAT32)
+            self.gamma = SNDense(channels, name="gamma", **sn)
+            self.beta = SNDense(channels, name="beta", **sn)
         else:
             # Gains start at 1 + 0 and biases at 0: the BN starts as the identity affine.
-            self.gamma = tf.keras.layers.Dense(
-                channels, use_bias=False, name="gamma", kernel_initializer="zeros"
-            )
-            self.beta = tf.keras.layers.Dense(
-                channels, use_bias=False, name="beta", kernel_initializer="zeros"
-            )
+            table = dict(use_bias=False, kernel_initializer="zeros", dtype=FLOAT32)
+            self.gamma = tf.keras.layers.Dense(channels, name="gamma", **table)
+            self.beta = tf.keras.layers.Dense(channels, name="beta", **table)
         self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
         build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
         super().build(input_shape)
@@ -455,7 +456,12 @@ class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
         if self.use_mixture:
             self.P_gamma = weight("P_gamma", [k, channels], "zeros")
             self.P_beta = weight("P_beta", [k, channels], "zeros")
-            sn = dict(use_bias=True, epsilon=self.sn_epsilon, kernel_initializer="orthogonal")
+            sn = dict(
+                use_bias=True,
+                epsilon=self.sn_epsilon,
+                kernel_initializer="orthogonal",
+                dtype=FLOAT32,
+            )
             self.A_gamma = SNDense(k, name="A_gamma", **sn)
             self.A_beta = SNDense(k, name="A_beta", **sn)
             build_sublayer(self.A_gamma, [None, n])

@@ -20,6 +20,7 @@ from absl import logging
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
+from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -154,6 +155,21 @@ def define_flags(fv=FLAGS):
         "strategy", "default", list(trainer.STRATEGIES), "tf.distribute strategy.", flag_values=fv
     )
     flags.DEFINE_string("tpu", None, "TPU address (--strategy=tpu).", flag_values=fv)
+    flags.DEFINE_enum(
+        "mixed_precision",
+        "float32",
+        list(precision.POLICIES),
+        "Compute precision: float32, mixed_bfloat16 (TPUs, Ampere+ GPUs, CPUs with "
+        "AVX512-BF16/AMX) or mixed_float16 (GPUs; with loss scaling). Variables, BN "
+        "statistics and losses stay float32.",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "jit_compile",
+        False,
+        "Compile each replica's forward and backward pass with XLA.",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints.", flag_values=fv)
     flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.", flag_values=fv)
     flags.DEFINE_integer("log_every", 50, "Steps between logs/scalars.", flag_values=fv)
@@ -302,6 +318,8 @@ def config_from_flags(fv=FLAGS):
         ema_start=fv.ema_start,
         seed=fv.seed,
         deterministic=fv.deterministic,
+        mixed_precision=fv.mixed_precision,
+        jit_compile=fv.jit_compile,
         checkpoint_every=fv.checkpoint_every,
         keep_checkpoints=fv.keep_checkpoints,
         log_every=fv.log_every,

@@ -27,6 +27,7 @@ from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import images
 from tf_cgan_transfer import losses
+from tf_cgan_transfer import precision
 from tf_cgan_transfer import transfer
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -66,6 +67,10 @@ class TrainConfig:
     `batch_size` is the global batch of one micro-batch; an iteration runs `num_d_steps`
     D updates and one G update, each over `grad_accumulation` micro-batches (effective
     batch = batch_size * grad_accumulation, like BigGAN's 256 x 8).
+
+    `mixed_precision` is a `precision.POLICIES` name (models compute in bfloat16 or
+    float16, variables and statistics stay float32); `jit_compile` compiles each
+    replica's forward and backward pass with XLA.
     """
 
     model_dir: str
@@ -193,18 +198,16 @@ class Trainer:
                 f"{replicas} replicas in sync."
             )
         self.per_replica_batch = config.batch_size // replicas
+        self.loss_scaling = precision.needs_loss_scaling(config.mixed_precision)
 
-        with self.strategy.scope():
+        # Layers take the precision policy at construction: build everything inside it.
+        with precision.policy_scope(config.mixed_precision), self.strategy.scope():
             self.models = build_models(config, self.num_classes)
             self.generator = self.models.generator
             self.discriminator = self.models.discriminator
             opt = config.optimizer
-            self.g_optimizer = tf.keras.optimizers.Adam(
-                opt.g_lr, beta_1=opt.g_beta1, beta_2=opt.g_beta2, epsilon=opt.epsilon
-            )
-            self.d_optimizer = tf.keras.optimizers.Adam(
-                opt.d_lr, beta_1=opt.d_beta1, beta_2=opt.d_beta2, epsilon=opt.epsilon
-            )
+            self.g_optimizer = self._optimizer(opt.g_lr, opt.g_beta1, opt.g_beta2)
+            self.d_optimizer = self._optimizer(opt.d_lr, opt.d_beta1, opt.d_beta2)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_fid = tf.Variable(float("inf"), trainable=False, name="best_fid")
             self.ema_generator = None
@@ -220,9 +223,20 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self.checkpoint_dir, max_to_keep=config.keep_checkpoints
         )
+        # Optimiser slots now, not inside the first step: a step that creates variables
+        # is traced twice.
+        self._build_optimizer_slots()
         self._build_step_functions()
         # Built (and the classifier loaded) now, so a missing classifier fails before training.
         self.evaluator = self.make_evaluator()
+
+    def _optimizer(self, lr, beta1, beta2):
+        optimizer = tf.keras.optimizers.Adam(
+            lr, beta_1=beta1, beta_2=beta2, epsilon=self.config.optimizer.epsilon
+        )
+        if self.loss_scaling:  # float16: dynamic loss scaling against underflow
+            optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
+        return optimizer
 
     def _trackables(self):
         objects = dict(
@@ -264,7 +278,7 @@ class Trainer:
         seed = tf.stack([tf.cast(cfg.seed, tf.int64), self.step * 1000 + micro_step * 10 + salt])
         z = biggan.sample_z(cfg.batch_size, self.generator.dim_z, 1.0, seed)
         labels = tf.random.stateless_uniform(
-            [cfg.batch_size], seed + [0, 7], 0, self.num_classes, dtype=tf.int32
+            [cfg.batch_size], seed + [0, 7], 0, self.num_classes, tf.int32, alg=biggan.RNG_ALG
         )
         start = ctx.replica_id_in_sync_group * self.per_replica_batch
         return (
@@ -272,9 +286,8 @@ class Trainer:
             labels[start : start + self.per_replica_batch],
         )
 
-    def _d_micro_step(self, real_images, real_labels, micro_step):
+    def _d_micro_step(self, real_images, real_labels, z, fake_labels):
         cfg = self.config
-        z, fake_labels = self._latents(micro_step, salt=1)
         fake = self.generator((z, fake_labels), training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator((real_images, real_labels), training=True)
@@ -285,13 +298,12 @@ class Trainer:
                 real_logits, fake_logits, global_batch_size=cfg.batch_size
             )
             loss = (loss_real + loss_fake) / cfg.grad_accumulation
-        grads = tape.gradient(loss, self.models.d_variables)
+        grads = self._gradients(tape, loss, self.models.d_variables, self.d_optimizer)
         return grads, loss_real, loss_fake
 
-    def _g_micro_step(self, micro_step):
+    def _g_micro_step(self, z, labels):
         cfg = self.config
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        z, labels = self._latents(micro_step, salt=2)
         with tf.GradientTape() as tape:
             fake = self.generator((z, labels), training=True)
             fake_logits = self.discriminator((fake, labels), training=True)
@@ -299,8 +311,16 @@ class Trainer:
             reg, parts = losses.transfer_regularizer(self.generator, cfg.l1_scale, cfg.l2_scale)
             # Every replica adds the regulariser once; gradients are summed over replicas.
             loss = (g_loss + reg / tf.cast(replicas, tf.float32)) / cfg.grad_accumulation
-        grads = tape.gradient(loss, self.models.g_variables)
+        grads = self._gradients(tape, loss, self.models.g_variables, self.g_optimizer)
         return grads, g_loss, parts
+
+    def _gradients(self, tape, loss, variables, optimizer):
+        """d loss / d variables; under float16 through a scaled loss, then unscaled."""
+        if not self.loss_scaling:
+            return tape.gradient(loss, variables)
+        with tape:  # resumes recording: the scaling must be on the tape
+            scaled = optimizer.get_scaled_loss(loss)
+        return optimizer.get_unscaled_gradients(tape.gradient(scaled, variables))
 
     def _replica_scale(self):
         return tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
@@ -312,8 +332,10 @@ class Trainer:
     # an unrolled loop would make the graph grow with the number of micro-batches.
 
     def _d_update(self, real_images, real_labels, index):
-        grads, loss_real, loss_fake = self._d_micro_step(
-            tf.gather(real_images, index), tf.gather(real_labels, index), index
+        # Latents are drawn outside XLA: its truncated normal draws other numbers.
+        z, fake_labels = self._latents(index, salt=1)
+        grads, loss_real, loss_fake = self._d_gradients(
+            tf.gather(real_images, index), tf.gather(real_labels, index), z, fake_labels
         )
         if self._d_accumulators is None:
             self.d_optimizer.apply_gradients(zip(grads, self.models.d_variables))
@@ -323,7 +345,7 @@ class Trainer:
         return loss_real, loss_fake
 
     def _g_update(self, index):
-        grads, g_loss, parts = self._g_micro_step(index)
+        grads, g_loss, parts = self._g_gradients(*self._latents(index, salt=2))
         if self._g_accumulators is None:
             self.g_optimizer.apply_gradients(zip(grads, self.models.g_variables))
         else:
@@ -367,6 +389,12 @@ class Trainer:
         n_acc = cfg.grad_accumulation
         self._d_accumulators = self._make_accumulators(self.models.d_variables, "d")
         self._g_accumulators = self._make_accumulators(self.models.g_variables, "g")
+        # XLA compiles each replica's forward + backward pass (the bulk of the FLOPs);
+        # optimiser updates and cross-replica gradient sums stay outside.
+        self._d_gradients, self._g_gradients = self._d_micro_step, self._g_micro_step
+        if cfg.jit_compile:
+            self._d_gradients = tf.function(self._d_micro_step, jit_compile=True)
+            self._g_gradients = tf.function(self._g_micro_step, jit_compile=True)
         strategy = self.strategy
 
         def total(per_replica):
@@ -495,7 +523,8 @@ class Trainer:
                 skip_batches=start_step * self.batches_per_step,
             )
             # One element = all micro-batches of one iteration, [M, b, ...].
-            return dataset.batch(self.batches_per_step, drop_remainder=True).prefetch(1)
+            dataset = dataset.batch(self.batches_per_step, drop_remainder=True)
+            return dataset.prefetch(tf.data.AUTOTUNE)
 
         dataset = self.strategy.distribute_datasets_from_function(dataset_fn)
         return iter(dataset)
@@ -515,9 +544,13 @@ class Trainer:
         writer = tf.summary.create_file_writer(self.output_dir())
         iterator = self.make_iterator(start)
         metrics, last_time, last_step = {}, time.time(), start
+        input_wait = 0.0  # seconds spent waiting for input since the last log
         step = start
         while step < cfg.train_steps:
-            metrics = {k: float(v) for k, v in self.train_step(*next(iterator)).items()}
+            wait_start = time.time()
+            batch = next(iterator)
+            input_wait += time.time() - wait_start
+            metrics = {k: float(v) for k, v in self.train_step(*batch).items()}
             step = int(self.step.numpy())
             bad = [k for k, v in metrics.items() if not math.isfinite(v)]
             if bad:
@@ -531,11 +564,15 @@ class Trainer:
                 now = time.time()
                 rate = (step - last_step) / max(now - last_time, 1e-9)
                 eta = (cfg.train_steps - step) / max(rate, 1e-9)
+                # The share of wall time the loop waited for input: > a few % means
+                # the input pipeline, not the model, limits the speed.
+                input_share = input_wait / max(now - last_time, 1e-9)
                 logging.info(
-                    "step %d/%d  %.3f steps/s  ETA %s  %s",
+                    "step %d/%d  %.3f steps/s  input wait %.0f%%  ETA %s  %s",
                     step,
                     cfg.train_steps,
                     rate,
+                    100 * input_share,
                     time.strftime("%H:%M:%S", time.gmtime(eta)),
                     "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
                 )
@@ -543,7 +580,8 @@ class Trainer:
                     for k, v in metrics.items():
                         tf.summary.scalar(f"train/{k}", v)
                     tf.summary.scalar("train/steps_per_sec", rate)
-                last_time, last_step = now, step
+                    tf.summary.scalar("train/input_wait_fraction", input_share)
+                last_time, last_step, input_wait = now, step, 0.0
             if is_due(step, cfg.sample_every):
                 self.write_samples(step, writer)
             if is_due(step, cfg.eval_every):

@@ -164,7 +164,7 @@ def old_class_offsets(source, cbn, part):
 def _fresh_like(reference, shape, seed):
     """N(0, std(reference)) draws: new class parameters at the old ones' scale."""
     std = float(tf.math.reduce_std(reference))
-    return tf.random.stateless_normal(shape, [seed, 0], stddev=std)
+    return tf.random.stateless_normal(shape, [seed, 0], stddev=std, alg=biggan.RNG_ALG)
 
 
 def _new_generator(source, config):
