@@ -343,6 +343,16 @@ class PrecisionAndCompilationTest(tf.test.TestCase):
         self.assertEqual(run.train_step.experimental_get_tracing_count(), 1)
         self.assertEqual(self.reference_traces, 1)
 
+    def test_jit_compile_with_two_replicas_is_rejected(self):
+        config = tiny_config(
+            self.create_tempdir().full_path,
+            self.source_dir,
+            data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
+            jit_compile=True,
+        )
+        with self.assertRaisesRegex(ValueError, "jit_compile with 2 replicas.*all-reduce"):
+            trainer.Trainer(config, distribution.two_replica_strategy(), num_classes=3)
+
     def test_unknown_policy_is_rejected(self):
         with self.assertRaisesRegex(ValueError, "mixed_bfloat16"):
             self._variant(mixed_precision="bfloat16")

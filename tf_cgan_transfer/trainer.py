@@ -198,6 +198,16 @@ class Trainer:
                 f"{replicas} replicas in sync."
             )
         self.per_replica_batch = config.batch_size // replicas
+        self.jit_compile = config.jit_compile
+        if self.jit_compile and isinstance(self.strategy, tf.distribute.TPUStrategy):
+            self.jit_compile = False  # the TPU compiles the whole step with XLA anyway
+        elif self.jit_compile and replicas > 1:
+            raise ValueError(
+                f"jit_compile with {replicas} replicas: the cross-replica batch-norm "
+                "all-reduce cannot run inside an XLA-compiled replica function under "
+                f"{type(self.strategy).__name__}. Use --jit_compile with one replica per "
+                "process, or drop it (TPUStrategy compiles with XLA by itself)."
+            )
         self.loss_scaling = precision.needs_loss_scaling(config.mixed_precision)
 
         # Layers take the precision policy at construction: build everything inside it.
@@ -392,7 +402,7 @@ class Trainer:
         # XLA compiles each replica's forward + backward pass (the bulk of the FLOPs);
         # optimiser updates and cross-replica gradient sums stay outside.
         self._d_gradients, self._g_gradients = self._d_micro_step, self._g_micro_step
-        if cfg.jit_compile:
+        if self.jit_compile:
             self._d_gradients = tf.function(self._d_micro_step, jit_compile=True)
             self._g_gradients = tf.function(self._g_micro_step, jit_compile=True)
         strategy = self.strategy
