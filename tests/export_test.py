@@ -181,6 +181,37 @@ class ExportTest(tf.test.TestCase):
             np.load(os.path.join(out_dir, "images.npy")), self.expected, atol=1e-5, rtol=0
         )
 
+    def test_mixed_bfloat16_export(self):
+        version_dir = export.run(
+            export.ExportConfig(
+                model=self.model_dir,
+                name="tiny_bf16",
+                export_root=os.path.join(self.root, "exports_bf16"),
+                truncation=STATS["truncation"],
+                standing_stats_batches=STATS["num_batches"],
+                seed=STATS["seed"],
+                warmup=False,
+                mixed_precision="mixed_bfloat16",
+            )
+        )
+        loaded = tf.saved_model.load(version_dir)
+        images = loaded.signatures["serving_default"](
+            label=tf.constant(self.labels), z=tf.constant(self.z)
+        )["images"]
+        self.assertEqual(images.dtype, tf.float32)
+        # bfloat16 convolutions: the float32 images up to bf16 rounding, not bit-equal.
+        self.assertAllClose(images, self.expected, atol=0.25, rtol=0)
+        self.assertLess(float(tf.reduce_mean(tf.abs(images - self.expected))), 0.02)
+        self.assertGreater(float(tf.reduce_max(tf.abs(images - self.expected))), 0.0)
+        ops = {
+            node.attr["T"].type
+            for f in loaded.signatures["serving_default"].graph.as_graph_def().library.function
+            for node in f.node_def
+            if node.op == "Conv2D"
+        }
+        self.assertEqual(ops, {tf.bfloat16.as_datatype_enum})
+        self.assertEqual(tf.keras.mixed_precision.global_policy().name, "float32")
+
     def test_run_directory_resolves_to_the_ema_generator(self):
         run_dir = os.path.join(self.root, "run")
         g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
