@@ -15,12 +15,12 @@ import time
 from absl import flags
 import tensorflow as tf
 
+from benchmarks import method_report
 from benchmarks import method_table
 from tf_cgan_transfer import train
 from tf_cgan_transfer import transfer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LABELS = [label for label, _ in method_table.METHODS]
 
 
 class QuickModeTest(tf.test.TestCase):
@@ -57,12 +57,12 @@ class QuickModeTest(tf.test.TestCase):
         with open(os.path.join(out, "method_table.md")) as f:
             text = f.read()
         self.assertIn("QUICK MODE", text)
-        for label in LABELS:
+        for label in method_report.ROWS:
             self.assertIn(f"| {label} |", text)
 
     def test_every_method_has_a_finite_fid_at_every_evaluation(self):
         rows = self._main_rows()
-        self.assertCountEqual(rows, LABELS)
+        self.assertCountEqual(rows, method_report.ROWS)
         steps = list(range(0, self.settings.train_steps + 1, self.settings.eval_every))
         for label, row in rows.items():
             self.assertEqual(row["steps"], steps, label)
@@ -75,7 +75,7 @@ class QuickModeTest(tf.test.TestCase):
         self.assertNotEqual(bn[-1], bn_ft[-1])
 
     def test_sweep_covers_kp_bn_and_finetune(self):
-        for method in method_table.SWEEP_METHODS:
+        for method in method_report.SWEEP_ROWS:
             covered = {
                 r["images_per_class"] for r in self.report["aggregates"] if r["method"] == method
             }
@@ -147,8 +147,9 @@ class ConfigsTest(tf.test.TestCase):
     def test_transfer_is_demo_transfer_flags(self):
         expected = self._from_flagfile("demo_transfer.flags")
         settings = method_table.make_settings("/work", "/out")
-        data_config = method_table.new_class_data("/data", settings.images_per_class)
-        config = method_table.transfer_config(settings, "/run", "kp_bn", "/src", data_config, 0)
+        config = method_table.transfer_config(
+            settings, "/run", "kp_bn", "/src", "/data", settings.images_per_class, 0
+        )
         # What the benchmark sets itself: paths, run length, cadence and evaluation.
         own = (
             "model_dir",
@@ -172,8 +173,7 @@ class ConfigsTest(tf.test.TestCase):
 
     def test_scratch_has_no_source_and_the_source_architecture(self):
         settings = method_table.make_settings("/work", "/out")
-        data_config = method_table.new_class_data("/data", 50)
-        config = method_table.transfer_config(settings, "/run", "scratch", "/src", data_config, 1)
+        config = method_table.transfer_config(settings, "/run", "scratch", "/src", "/data", 50, 1)
         source = method_table.source_config(settings, "/data")
         self.assertIsNone(config.source)
         self.assertEqual(config.architecture, source.architecture)
@@ -197,6 +197,13 @@ class ConfigsTest(tf.test.TestCase):
             method_table.settings_from_flags(flag_values),
             method_table.Settings("/tmp/method_table", "benchmarks/results"),
         )
+
+    def test_work_list_reuses_the_main_runs_in_the_sweep(self):
+        settings = method_table.make_settings("/w", "/o")  # 3 seeds, sweep 10,50,200 x 1 seed
+        work = method_table.work_list(settings)
+        main = [(unit, 50, seed) for seed in range(3) for unit in method_table.UNITS]
+        sweep = [(unit, k, 0) for k in (10, 200) for unit in ("kp_bn_bn", "finetune")]
+        self.assertEqual(work, main + sweep)
 
     def test_settings_are_validated(self):
         with self.assertRaisesRegex(ValueError, "multiple of eval_every"):
