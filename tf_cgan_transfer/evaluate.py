@@ -880,6 +880,8 @@ def json_safe(value):
     """NaN/inf -> None and dict keys -> str, so the file is standard JSON."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
