@@ -97,6 +97,25 @@ class SNDenseTest(tf.test.TestCase):
         assert_config_round_trip(self, layer, x)
 
 
+    def test_output_and_kernel_scaling_agree_in_value_and_gradient(self):
+        # A batch smaller than the input width divides the outputs by sigma, a larger
+        # one the kernel; both must be x (W / sigma) with the gradient through sigma.
+        rng = np.random.default_rng(5)
+        layer = layers.SNDense(4)
+        layer.build([None, 16])
+        for batch in (2, 40):
+            x = tf.constant(rng.normal(size=[batch, 16]).astype(np.float32))
+            weights = tf.constant(rng.normal(size=[batch, 4]).astype(np.float32))
+            with tf.GradientTape(persistent=True) as tape:
+                got = tf.reduce_sum(layer(x) * weights)
+                reference_w = layers.spectral_normalize(layer.kernel, layer.u)[0]
+                expected = tf.reduce_sum((tf.matmul(x, reference_w) + layer.bias) * weights)
+            self.assertAllClose(got, expected, rtol=1e-5)
+            self.assertAllClose(
+                tape.gradient(got, layer.kernel), tape.gradient(expected, layer.kernel), atol=1e-5
+            )
+
+
 class SNConv2DTest(tf.test.TestCase):
     def test_matches_numpy_convolution(self):
         rng = np.random.default_rng(4)
