@@ -158,10 +158,11 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_enum(
         "mixed_precision",
         "float32",
-        list(precision.POLICIES),
+        [precision.AUTO, *precision.POLICIES],
         "Compute precision: float32, mixed_bfloat16 (TPUs, Ampere+ GPUs, CPUs with "
-        "AVX512-BF16/AMX) or mixed_float16 (GPUs; with loss scaling). Variables, BN "
-        "statistics and losses stay float32.",
+        "AVX512-BF16/AMX) or mixed_float16 (GPUs; with loss scaling); auto: mixed_bfloat16 "
+        "where the hardware runs bfloat16, else float32. Variables, BN statistics and "
+        "losses stay float32.",
         flag_values=fv,
     )
     flags.DEFINE_bool(
@@ -318,7 +319,7 @@ def config_from_flags(fv=FLAGS):
         ema_start=fv.ema_start,
         seed=fv.seed,
         deterministic=fv.deterministic,
-        mixed_precision=fv.mixed_precision,
+        mixed_precision=precision.resolve(fv.mixed_precision, tpu=fv.strategy == "tpu"),
         jit_compile=fv.jit_compile,
         checkpoint_every=fv.checkpoint_every,
         keep_checkpoints=fv.keep_checkpoints,
