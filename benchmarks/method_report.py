@@ -109,18 +109,21 @@ def markdown(report):
         ]
     weak = "" if clf["test_accuracy"] > 0.95 else " — **below 95%: these FIDs mean little**"
     bn_steps = report["bn_steps"]
+    available = setup["real_images_available"]
+    real = "all of them" if s["eval_num_images"] >= available else f"drawn from all {available:,}"
     lines += [
         f"Source: the demo's BigGAN-32 (ch 8), pre-trained {s['source_steps']} steps on the 12 "
         "old classes (configs/demo_source.flags). Transfer to the 4 new classes as "
         f"configs/demo_transfer.flags (batch {setup['batch_size']}, G/D lr {setup['g_lr']:g}/"
         f"{setup['d_lr']:g}, l1 {setup['l1_scale']:g}, l2 {setup['l2_scale']:g}) for "
-        f"{s['train_steps']} steps, {s['images_per_class']} training images per class, seeds "
-        f"0..{s['seeds'] - 1}. kp_bn (bn+ft): the bn stage for {bn_steps} steps, then the ft "
+        f"{s['train_steps']} steps, {s['images_per_class']} training images per class, "
+        + (f"seeds 0–{s['seeds'] - 1}" if s["seeds"] > 1 else "seed 0")
+        + f". kp_bn (bn+ft): the bn stage for {bn_steps} steps, then the ft "
         f"stage for {s['train_steps'] - bn_steps} steps from its models.",
         "",
         f"FID, KID and mean per-class FID: {s['eval_num_images']} generated images against "
-        f"{s['eval_num_images']} real train images of the new classes (all of them, not only "
-        f"the training subset), in the {setup['classifier_features']}-d penultimate features "
+        f"{s['eval_num_images']} real train images of the new classes ({real}, not only the "
+        f"training subset), in the {setup['classifier_features']}-d penultimate features "
         "of a domain classifier (benchmarks/domain_classifier.py) whose test accuracy on all "
         f"16 classes is **{clf['test_accuracy']:.2%}** ({clf['num_test']} images){weak}. "
         "Cells are mean ± std over seeds; lower is better.",
@@ -138,8 +141,12 @@ def markdown(report):
     lines += [
         "",
         "Wall time: model building, tracing, training and the periodic evaluations of the "
-        "row's runs, one run at a time"
-        + (f" ({s['workers']} in parallel here)" if s["workers"] > 1 else "")
+        "row's runs"
+        + (
+            f", with {s['workers']} runs sharing the CPU at a time"
+            if s["workers"] > 1
+            else ", one run at a time"
+        )
         + ". kp_bn (bn) includes one extra build and trace: it pauses at the bn+ft stage "
         "boundary and resumes. The machine is shared (see the load below): times are "
         "indicative.",
