@@ -244,6 +244,35 @@ class PeriodicEvaluationTest(tf.test.TestCase):
         # The real statistics were computed once and cached.
         self.assertLen(glob.glob(os.path.join(model_dir, "eval_cache", "real_*.npz")), 1)
 
+    def test_eval_data_replaces_the_capped_training_data_as_real_images(self):
+        root = self.create_tempdir().full_path
+        folder = model_fixtures.write_image_folder(os.path.join(root, "images"))  # 3 x 6
+        classifier = os.path.join(root, "classifier")
+        fake_inception.write_tf2_module(classifier)
+        capped = data.DataConfig(
+            dataset="folder", image_folder=folder, resolution=RESOLUTION, images_per_class=2
+        )
+        config = tiny_config(
+            os.path.join(root, "run"),
+            None,
+            capped,
+            method="scratch",
+            architecture=trainer.ArchitectureConfig(ch=8, attention_resolution=0),
+            eval_every=1,
+            eval_num_images=18,
+            eval_batch_size=6,
+            classifier=classifier,
+        )
+        for eval_data, distinct in (
+            (None, 6),
+            (dataclasses.replace(capped, images_per_class=None), 18),
+        ):
+            run = trainer.Trainer(dataclasses.replace(config, eval_data=eval_data))
+            real, labels = run.evaluator.real_activations()
+            self.assertLen(real, 18)
+            self.assertLen(np.unique(real, axis=0), distinct)  # the capped 6, repeated
+            self.assertAllEqual(np.bincount(labels), [6, 6, 6])
+
     def test_missing_classifier_fails_before_training(self):
         root = self.create_tempdir().full_path
         config = tiny_config(

@@ -106,6 +106,9 @@ class TrainConfig:
     eval_batch_size: int = 50
     classifier: Optional[str] = None
     eval_cache_dir: Optional[str] = None
+    # Real images of periodic evaluation; None: `data` (with images_per_class, the capped
+    # training subset, repeated up to eval_num_images).
+    eval_data: Optional[data.DataConfig] = None
 
     @property
     def transfer_config(self):
@@ -471,7 +474,7 @@ class Trainer:
             return None
         # The classifier first: a missing one is the likelier, and cheaper, failure.
         classifier = evaluate.load_classifier(cfg.classifier or evaluate.INCEPTION_HANDLE)
-        real = evaluate.data_real_source(cfg.data, cfg.eval_batch_size)
+        real = evaluate.data_real_source(cfg.eval_data or cfg.data, cfg.eval_batch_size)
         return evaluate.Evaluator(
             classifier,
             real.dataset_fn,
