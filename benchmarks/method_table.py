@@ -48,7 +48,6 @@ from benchmarks import method_report
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
-from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -153,12 +152,7 @@ def source_config(settings, data_dir):
     """configs/demo_source.flags (steps from `settings`)."""
     return trainer.TrainConfig(
         model_dir=os.path.join(settings.work_dir, f"source_{settings.source_steps}"),
-        data=data.DataConfig(
-            dataset=demo_data.NAME,
-            resolution=32,
-            data_dir=data_dir,
-            classes=demo_data.OLD_CLASSES,
-        ),
+        data=demo_classes(data_dir, demo_data.OLD_CLASSES),
         method="scratch",
         architecture=ARCHITECTURE,
         optimizer=OPTIMIZER,
@@ -170,13 +164,14 @@ def source_config(settings, data_dir):
     )
 
 
-def new_class_data(data_dir, images_per_class, seed=0):
-    """The new classes, capped at `images_per_class` (None: all 300 train images each)."""
+def demo_classes(data_dir, classes, images_per_class=None, seed=0):
+    """`classes` of cgan_demo_shapes' train split, capped at `images_per_class` (None: all
+    300 images each); `seed` picks the capped subset."""
     return data.DataConfig(
         dataset=demo_data.NAME,
         resolution=32,
         data_dir=data_dir,
-        classes=demo_data.NEW_CLASSES,
+        classes=classes,
         images_per_class=images_per_class,
         seed=seed,
     )
@@ -189,7 +184,7 @@ def transfer_config(settings, model_dir, method, source, data_dir, images_per_cl
     """
     return trainer.TrainConfig(
         model_dir=model_dir,
-        data=new_class_data(data_dir, images_per_class, seed),
+        data=demo_classes(data_dir, demo_data.NEW_CLASSES, images_per_class, seed),
         method=method,
         stage="bn" if method == "kp_bn" else None,
         # scratch: a fresh BigGAN of the source's architecture, not the source's weights.
@@ -209,6 +204,8 @@ def transfer_config(settings, model_dir, method, source, data_dir, images_per_cl
         eval_num_images=settings.eval_num_images,
         classifier=classifier_dir(settings),
         eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
+        # FID against every train image of the new classes, not just the training subset.
+        eval_data=demo_classes(data_dir, demo_data.NEW_CLASSES),
     )
 
 
@@ -236,25 +233,9 @@ def unit_dir(settings, images_per_class, seed):
 
 
 def run_trainer(config, evaluate_step_0=True):
-    """Trains one config; returns `(seconds, g_params, d_params)`.
-
-    Periodic FID compares with all train images of the new classes: the evaluator the
-    trainer builds itself reads `config.data`, the capped training subset.
-    """
+    """Trains one config; returns `(seconds, g_params, d_params)`."""
     start = time.time()
     run = trainer.Trainer(config)
-    real = evaluate.data_real_source(
-        dataclasses.replace(config.data, images_per_class=None, seed=0), config.eval_batch_size
-    )
-    run.evaluator = evaluate.Evaluator(
-        config.classifier,
-        real.dataset_fn,
-        real.cache_key,
-        num_images=config.eval_num_images,
-        batch_size=config.eval_batch_size,
-        cache_dir=config.eval_cache_dir,
-        seed=config.seed,
-    )
     if evaluate_step_0:
         run.run_evaluation(0)
     run.train()
@@ -429,7 +410,7 @@ def run(settings):
 
     data_dir = os.path.join(settings.work_dir, "tfds")
     demo_data.prepare(data_dir)
-    all_images = data.describe(new_class_data(data_dir, None)).num_examples
+    all_images = data.describe(demo_classes(data_dir, demo_data.NEW_CLASSES)).num_examples
     if settings.eval_num_images is None:
         settings = dataclasses.replace(settings, eval_num_images=all_images)
     source, source_info = prepare_source(settings, data_dir)

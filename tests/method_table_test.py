@@ -163,6 +163,7 @@ class ConfigsTest(tf.test.TestCase):
             "eval_num_images",
             "classifier",
             "eval_cache_dir",
+            "eval_data",
         )
         config = dataclasses.replace(
             config,
