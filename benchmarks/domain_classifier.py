@@ -27,34 +27,34 @@ FEATURES = 64  # width of pool_3: well below the 1,200 real images FID compares 
 METRICS_FILE = "classifier_metrics.json"
 
 
-def build_model(num_classes=len(demo_data.CLASS_NAMES), seed=0):
-    """`(features model, logits model)` sharing layers: images -> pool_3, images -> logits."""
-    init = lambda i: tf.keras.initializers.HeNormal(seed=seed + i)  # noqa: E731
+def build_model(num_classes=len(demo_data.CLASS_NAMES)):
+    """`(outputs model, logits model)` sharing layers: images -> {"pool_3", "logits"}, and
+    images -> logits (the one trained).
+
+    Three stages of two 3x3 conv + BN + ReLU (FEATURES/4, /2, /1 channels; 2x2 max pool
+    after the first two), global average pool, linear classifier.
+    """
     images = tf.keras.Input([demo_data.IMAGE_SIZE, demo_data.IMAGE_SIZE, 3])
     x = images
-    for i, width in enumerate((FEATURES // 4, FEATURES // 2, FEATURES)):
-        for j in range(2):
-            x = tf.keras.layers.Conv2D(
-                width, 3, padding="same", use_bias=False, kernel_initializer=init(2 * i + j)
-            )(x)
+    for stage, width in enumerate((FEATURES // 4, FEATURES // 2, FEATURES)):
+        for _ in range(2):
+            x = tf.keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
             x = tf.keras.layers.BatchNormalization()(x)
             x = tf.keras.layers.ReLU()(x)
-        if i < 2:
+        if stage < 2:
             x = tf.keras.layers.MaxPool2D()(x)
     features = tf.keras.layers.GlobalAveragePooling2D(name="pool_3")(x)
-    logits = tf.keras.layers.Dense(
-        num_classes, kernel_initializer=tf.keras.initializers.GlorotUniform(seed=seed + 9)
-    )(features)
-    return tf.keras.Model(images, features), tf.keras.Model(images, logits)
+    logits = tf.keras.layers.Dense(num_classes)(features)
+    outputs = {evaluate.POOL_KEY: features, evaluate.LOGITS_KEY: logits}
+    return tf.keras.Model(images, outputs), tf.keras.Model(images, logits)
 
 
 class DomainClassifier(tf.Module):
     """The exported interface: `evaluate.Classifier` reads `pool_3` and `logits`."""
 
-    def __init__(self, features_model, logits_model):
+    def __init__(self, outputs_model):
         super().__init__()
-        self.features_model = features_model
-        self.logits_model = logits_model
+        self.outputs_model = outputs_model
 
     @tf.function(
         input_signature=[
@@ -62,13 +62,10 @@ class DomainClassifier(tf.Module):
         ]
     )
     def __call__(self, images):
-        return {
-            evaluate.POOL_KEY: self.features_model(images, training=False),
-            evaluate.LOGITS_KEY: self.logits_model(images, training=False),
-        }
+        return self.outputs_model(images, training=False)
 
 
-def load_split(data_dir, split, builder_config="default"):
+def load_split(data_dir, split):
     """All images of a split of `cgan_demo_shapes` (every class, original label ids).
 
     Read through `data.make_dataset`, the GAN's own input pipeline, so the classifier
@@ -76,7 +73,7 @@ def load_split(data_dir, split, builder_config="default"):
     in [-1, 1] and int32 `[N]`.
     """
     config = data.DataConfig(
-        dataset=f"{demo_data.NAME}/{builder_config}",
+        dataset=demo_data.NAME,
         resolution=demo_data.IMAGE_SIZE,
         split=split,
         data_dir=data_dir,
@@ -101,19 +98,21 @@ def accuracy(classifier_dir, images, labels, batch_size=200):
     return correct / len(images)
 
 
-def train(data_dir, output_dir, builder_config="default", epochs=6, batch_size=64, seed=0):
+def train(data_dir, output_dir, epochs=8, batch_size=64, seed=0):
     """Trains the classifier on the train split, saves it, measures test accuracy.
+
+    8 epochs reach 99-100% test accuracy (20-30 s of training on 2 CPU cores).
 
     Returns:
       A dict (also written to `output_dir/classifier_metrics.json`): `test_accuracy`,
       `train_accuracy`, `num_train`, `num_test`, `epochs`, `seconds` (training only),
-      `builder_config`, `path`.
+      `path`.
     """
     start = time.time()
-    train_images, train_labels = load_split(data_dir, "train", builder_config)
-    test_images, test_labels = load_split(data_dir, "test", builder_config)
-    tf.keras.utils.set_random_seed(seed)
-    features_model, logits_model = build_model(seed=seed)
+    train_images, train_labels = load_split(data_dir, "train")
+    test_images, test_labels = load_split(data_dir, "test")
+    tf.keras.utils.set_random_seed(seed)  # the initial weights and the epochs' shuffles
+    outputs_model, logits_model = build_model()
     # Cosine decay to 0: the last epochs settle the weights, so few epochs suffice.
     steps = epochs * (len(train_images) // batch_size + 1)
     logits_model.compile(
@@ -127,7 +126,7 @@ def train(data_dir, output_dir, builder_config="default", epochs=6, batch_size=6
         train_images, train_labels, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0
     )
     seconds = time.time() - start
-    tf.saved_model.save(DomainClassifier(features_model, logits_model), output_dir)
+    tf.saved_model.save(DomainClassifier(outputs_model), output_dir)
     metrics = dict(
         test_accuracy=accuracy(output_dir, test_images, test_labels),
         train_accuracy=float(history.history["accuracy"][-1]),
@@ -135,7 +134,6 @@ def train(data_dir, output_dir, builder_config="default", epochs=6, batch_size=6
         num_test=int(len(test_images)),
         epochs=epochs,
         seconds=seconds,
-        builder_config=builder_config,
         path=os.path.abspath(output_dir),
     )
     with tf.io.gfile.GFile(os.path.join(output_dir, METRICS_FILE), "w") as f:
@@ -143,7 +141,7 @@ def train(data_dir, output_dir, builder_config="default", epochs=6, batch_size=6
     return metrics
 
 
-def ensure(data_dir, output_dir, builder_config="default", epochs=6, seed=0):
+def ensure(data_dir, output_dir, epochs=8, seed=0):
     """The metrics of the classifier in `output_dir`, training it first if it is not there.
 
     A saved classifier counts only with its metrics file (written last), so a run killed
@@ -154,4 +152,4 @@ def ensure(data_dir, output_dir, builder_config="default", epochs=6, seed=0):
         with tf.io.gfile.GFile(metrics_path) as f:
             metrics = json.load(f)
         return dict(metrics, reused=True)
-    return dict(train(data_dir, output_dir, builder_config, epochs, seed=seed), reused=False)
+    return dict(train(data_dir, output_dir, epochs, seed=seed), reused=False)

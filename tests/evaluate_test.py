@@ -342,14 +342,13 @@ class MetricsTest(tf.test.TestCase):
         with self.assertNoLogs("absl", "WARNING"):
             evaluate.warn_if_too_few(2048, 2048, 2048)
 
-
-# ---- Real statistics cache -------------------------------------------------------------
-
-
     def test_json_safe_reaches_into_lists(self):
         value = {1: [np.float32(0.5), float("nan"), (float("inf"), np.int64(3))]}
         self.assertEqual(evaluate.json_safe(value), {"1": [0.5, None, [None, 3]]})
         json.dumps(evaluate.json_safe(value), allow_nan=False)  # standard JSON
+
+
+# ---- Real statistics cache -------------------------------------------------------------
 
 
 class CacheTest(tf.test.TestCase):
