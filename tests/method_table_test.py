@@ -150,6 +150,9 @@ class ConfigsTest(tf.test.TestCase):
         config = method_table.transfer_config(
             settings, "/run", "kp_bn", "/src", "/data", settings.images_per_class, 0
         )
+        # FID against every train image of the new classes, not just the training subset.
+        self.assertIsNone(config.eval_data.images_per_class)
+        self.assertEqual(config.eval_data.classes, config.data.classes)
         # What the benchmark sets itself: paths, run length, cadence and evaluation.
         own = (
             "model_dir",
