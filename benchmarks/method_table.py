@@ -48,6 +48,7 @@ from benchmarks import method_report
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
+from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -85,6 +86,7 @@ class Settings:
       classifier_epochs: training epochs of the domain classifier.
       workers: units trained at a time, each worker a process of its own. 1 keeps the
         wall times comparable; --quick uses 2 (tracing is single-threaded Python).
+      mixed_precision: the transfers' `precision` policy (the source stays float32).
       command: the command line, for the report.
     """
 
@@ -104,6 +106,7 @@ class Settings:
     source_steps: int = 2500
     classifier_epochs: int = 8
     workers: int = 1
+    mixed_precision: str = "float32"
     command: str = ""
 
     @property
@@ -196,6 +199,7 @@ def transfer_config(settings, model_dir, method, source, data_dir, images_per_cl
         l1_scale=0.01,
         l2_scale=0.01,
         seed=seed,
+        mixed_precision=settings.mixed_precision,
         checkpoint_every=settings.train_steps,
         log_every=settings.eval_every,
         # One sample sheet at the end of each full run: FID alone can hide a wrong class.
@@ -226,6 +230,8 @@ def unit_dir(settings, images_per_class, seed):
         f"src{settings.source_steps}_clf{settings.classifier_epochs}_"
         f"T{settings.train_steps}_E{settings.eval_every}_n{settings.eval_num_images}"
     )
+    if settings.mixed_precision != "float32":
+        key += f"_{settings.mixed_precision}"
     return os.path.join(settings.work_dir, "runs", key, f"ipc{images_per_class}", f"seed{seed}")
 
 
@@ -486,6 +492,9 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_list(
         "sweep_images_per_class", None, "Images per class of the sweep (full: 10,50,200).", **fv
     )
+    flags.DEFINE_enum(
+        "mixed_precision", "float32", list(precision.POLICIES), "Transfers' precision.", **fv
+    )
 
 
 def settings_from_flags(flag_values=flags.FLAGS, command=""):
@@ -505,6 +514,7 @@ def settings_from_flags(flag_values=flags.FLAGS, command=""):
         eval_num_images=fv.eval_num_images,
         source_steps=fv.source_steps,
         workers=fv.workers,
+        mixed_precision=fv.mixed_precision,
         command=command,
     )
 
