@@ -368,22 +368,29 @@ def accumulate_standing_stats(generator, num_batches=16, batch_size=64, truncati
     generator.build_weights()
     for bn in generator.standing_batch_norms():
         bn.reset_standing_stats()
+    # One traced function per generator and batch size, reused by every later call
+    # (periodic evaluation and sample sheets call this often; a trace costs seconds).
+    cache = generator.__dict__.setdefault("_standing_stats_steps", {})
+    if batch_size not in cache:
 
-    @tf.function
-    def step(i):
-        z = sample_z(batch_size, generator.dim_z, truncation, seed=tf.stack([seed, i]))
-        y = tf.random.stateless_uniform(
-            [batch_size],
-            tf.stack([seed, i + 1_000_003]),
-            0,
-            generator.num_classes,
-            tf.int32,
-            alg=RNG_ALG,
-        )
-        generator((z, y), training=False, accumulate_stats=True)
+        @tf.function
+        def step(seed, i, truncation):
+            z = sample_z(batch_size, generator.dim_z, truncation, seed=tf.stack([seed, i]))
+            y = tf.random.stateless_uniform(
+                [batch_size],
+                tf.stack([seed, i + 1_000_003]),
+                0,
+                generator.num_classes,
+                tf.int32,
+                alg=RNG_ALG,
+            )
+            generator((z, y), training=False, accumulate_stats=True)
 
+        cache[batch_size] = step
+    seed = tf.constant(seed, tf.int64)
+    truncation = tf.constant(truncation, tf.float32)
     for i in range(num_batches):
-        step(tf.constant(i, tf.int64))
+        cache[batch_size](seed, tf.constant(i, tf.int64), truncation)
     return generator
 
 
