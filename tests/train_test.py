@@ -9,6 +9,7 @@ import sys
 from absl import flags
 import tensorflow as tf
 
+from tf_cgan_transfer import precision
 from tf_cgan_transfer import train
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,8 @@ class FlagfileTest(tf.test.TestCase):
         self.assertEqual(config.model_dir, "/tmp/x")
         self.assertEqual(config.data.resolution, 128)  # from the hub handle's name
         self.assertEqual(config.grad_accumulation, 8)
+        # Default: bfloat16 where the hardware runs it (benchmarks/results/throughput.md).
+        self.assertEqual(config.mixed_precision, precision.resolve("auto"))
 
     def test_ft_flagfile_resumes_from_the_bn_run(self):
         config = train.config_from_flags(parse("--flagfile=configs/flowers_ft.flags"))
