@@ -129,7 +129,13 @@ class ConfigsTest(tf.test.TestCase):
     def _from_flagfile(self, name):
         flag_values = flags.FlagValues()
         train.define_flags(flag_values)
-        flag_values(["train", f"--flagfile={os.path.join(REPO_ROOT, 'configs', name)}"])
+        flag_values(
+            [
+                "train",
+                f"--flagfile={os.path.join(REPO_ROOT, 'configs', name)}",
+                "--mixed_precision=float32",
+            ]
+        )
         return train.config_from_flags(flag_values)
 
     def test_source_is_demo_source_flags(self):
