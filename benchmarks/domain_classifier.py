@@ -4,7 +4,7 @@ TF-GAN's Inception network knows ImageNet, not 32x32 coloured shapes, and cannot
 downloaded here; FID on the demo data set is therefore measured in the feature space of
 a classifier trained on that data set (a "domain classifier"). `ensure` trains one (well
 under a minute on 2 CPU cores) or reuses the one already saved, and measures its
-accuracy on the test split through `evaluate.load_classifier`, i.e. exactly as the
+accuracy on the test split through `classifier.load_classifier`, i.e. exactly as the
 evaluator will call it.
 
 The SavedModel is a `tf.Module` whose `__call__` takes float32 images `[N, 32, 32, 3]` in
@@ -19,9 +19,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from tf_cgan_transfer import classifier as classifier_lib
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
-from tf_cgan_transfer import evaluate
 
 FEATURES = 64  # width of pool_3: well below the 1,200 real images FID compares against
 METRICS_FILE = "classifier_metrics.json"
@@ -45,12 +45,12 @@ def build_model(num_classes=len(demo_data.CLASS_NAMES)):
             x = tf.keras.layers.MaxPool2D()(x)
     features = tf.keras.layers.GlobalAveragePooling2D(name="pool_3")(x)
     logits = tf.keras.layers.Dense(num_classes)(features)
-    outputs = {evaluate.POOL_KEY: features, evaluate.LOGITS_KEY: logits}
+    outputs = {classifier_lib.POOL_KEY: features, classifier_lib.LOGITS_KEY: logits}
     return tf.keras.Model(images, outputs), tf.keras.Model(images, logits)
 
 
 class DomainClassifier(tf.Module):
-    """The exported interface: `evaluate.Classifier` reads `pool_3` and `logits`."""
+    """The exported interface: `classifier.Classifier` reads `pool_3` and `logits`."""
 
     def __init__(self, outputs_model):
         super().__init__()
@@ -88,10 +88,10 @@ def load_split(data_dir, split):
 
 def accuracy(classifier_dir, images, labels, batch_size=200):
     """Top-1 accuracy of the saved classifier, loaded as the evaluator loads it."""
-    classifier = evaluate.load_classifier(classifier_dir)
+    classifier = classifier_lib.load_classifier(classifier_dir)
     correct = 0
     for start in range(0, len(images), batch_size):
-        logits = classifier(images[start : start + batch_size])[evaluate.LOGITS_KEY]
+        logits = classifier(images[start : start + batch_size])[classifier_lib.LOGITS_KEY]
         correct += int(
             np.sum(np.argmax(logits.numpy(), axis=1) == labels[start : start + batch_size])
         )

@@ -37,6 +37,8 @@ from typing import Callable, Tuple
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import conditional_bn
+from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import layers
 
 # Product kinds. "attention" multiplies two activations (no weights); "kp_bn" is every
@@ -132,7 +134,7 @@ def _generator_products(generator):
         products.append(_dense("linear", generator.num_classes, generator.shared_dim))
     products.append(_dense("G_linear", chunk or generator.dim_z, 16 * ch * mult[0]))
     for i in range(generator.num_blocks):
-        name, size = biggan._block_name("GBlock", i), 4 * 2**i  # input side of block i
+        name, size = biggan.block_name("GBlock", i), 4 * 2**i  # input side of block i
         cin, cout = ch * mult[i], ch * mult[i + 1]
         products += _conditional_bn(generator, f"{name}/HyperBN", cin)
         products.append(_conv(f"{name}/conv0", 2 * size, 3, cin, cout))
@@ -146,15 +148,15 @@ def _generator_products(generator):
 
 
 def _discriminator_products(discriminator):
-    mult, downsample = biggan.D_CHANNELS[discriminator.resolution]
+    mult, downsample = discriminator_lib.D_CHANNELS[discriminator.resolution]
     ch, size, cin = discriminator.ch, discriminator.resolution, 3
     products = []
     for i, (m, down) in enumerate(zip(mult, downsample)):
-        name, cout = biggan._block_name("DBlock", i), ch * m
+        name, cout = biggan.block_name("DBlock", i), ch * m
         products.append(_conv(f"{name}/conv1", size, 3, cin, cout))
         products.append(_conv(f"{name}/conv2", size, 3, cout, cout))
         if cin != cout or down:
-            # Block 0 pools before its shortcut conv, the others after (biggan.DBlock).
+            # Block 0 pools before its shortcut conv, the others after (discriminator_lib.DBlock).
             sc_size = size // 2 if i == 0 and down else size
             products.append(_conv(f"{name}/conv_sc", sc_size, 1, cin, cout))
         size, cin = (size // 2 if down else size), cout
@@ -172,7 +174,7 @@ def analytic_products(model):
     """
     if isinstance(model, biggan.Generator):
         return _generator_products(model)
-    if isinstance(model, biggan.Discriminator):
+    if isinstance(model, discriminator_lib.Discriminator):
         return _discriminator_products(model)
     raise TypeError(f"Expected a biggan.Generator or Discriminator, got {type(model).__name__}.")
 
@@ -193,7 +195,7 @@ def _scope(variable, model):
 def _example_inputs(model):
     if isinstance(model, biggan.Generator):
         return tf.zeros([1, model.dim_z]), tf.zeros([1], tf.int32)
-    if isinstance(model, biggan.Discriminator):
+    if isinstance(model, discriminator_lib.Discriminator):
         r = model.resolution
         return tf.zeros([1, r, r, 3]), tf.zeros([1], tf.int32)
     raise TypeError(f"Expected a biggan.Generator or Discriminator, got {type(model).__name__}.")
@@ -223,7 +225,7 @@ def traced_products(model):
     mixtures = {
         id(m)
         for bn in model.submodules
-        if isinstance(bn, layers.KnowledgePropagationBatchNorm) and bn.use_mixture
+        if isinstance(bn, conditional_bn.KnowledgePropagationBatchNorm) and bn.use_mixture
         for m in (bn.A_gamma, bn.A_beta)
     }
     try:
@@ -248,7 +250,7 @@ def traced_products(model):
         flops = 2 * per_position * math.prod(int(d) for d in kernel.shape)
         products.append(Product(_scope(kernel, model), kind, flops, (kernel,)))
     for bn in model.submodules:
-        if isinstance(bn, layers.KnowledgePropagationBatchNorm):
+        if isinstance(bn, conditional_bn.KnowledgePropagationBatchNorm):
             # Per-example [B, rows] x [rows, C] matmuls of gain_and_bias.
             for weight in (bn.P_gamma, bn.P_beta, bn.Wz_gamma, bn.Wz_beta, bn.R_gamma, bn.R_beta):
                 if weight is not None:
@@ -351,7 +353,7 @@ def main():
         "| --- | --- | --- | --- | --- |"
     )
     for resolution in (128, 256, 512):
-        d = analytic_products(biggan.Discriminator(resolution, num_classes=new_classes))
+        d = analytic_products(discriminator_lib.Discriminator(resolution, num_classes=new_classes))
         kp_bn = biggan.Generator(
             resolution, num_classes=new_classes, conditioning="kp_bn", num_source_classes=1000
         )

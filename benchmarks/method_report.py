@@ -12,7 +12,7 @@ import platform
 
 import numpy as np
 
-from tf_cgan_transfer import evaluate
+from tf_cgan_transfer import metrics
 
 # Rows of the main table, in order, and the rows of the images-per-class sweep.
 ROWS = ("kp_bn (bn)", "kp_bn (bn+ft)", "bn_only", "finetune", "freeze_d", "scratch")
@@ -273,7 +273,7 @@ def write(report, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     paths = [os.path.join(out_dir, f"method_table.{ext}") for ext in ("json", "md", "png")]
     with open(paths[0], "w") as f:
-        json.dump(evaluate.json_safe(report), f, indent=2)
+        json.dump(metrics.json_safe(report), f, indent=2)
     with open(paths[1], "w") as f:
         f.write(markdown(report))
     plot(report, paths[2])

@@ -48,6 +48,7 @@ from benchmarks import method_report
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
+from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
@@ -59,9 +60,7 @@ BN_FRACTION = 2 / 3  # kp_bn bn+ft: this share of the steps in the bn stage, the
 
 # configs/demo_source.flags and configs/demo_transfer.flags as typed configs (the test
 # checks them against the flagfiles).
-ARCHITECTURE = trainer.ArchitectureConfig(
-    resolution=32, ch=8, dim_z=32, shared_dim=32, attention_resolution=0
-)
+ARCHITECTURE = transfer.ArchitectureConfig(ch=8, dim_z=32, shared_dim=32, attention_resolution=0)
 OPTIMIZER = trainer.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6)
 BATCH_SIZE = 32
 
@@ -245,7 +244,7 @@ def run_trainer(config, evaluate_step_0=True):
     if evaluate_step_0:
         run.run_evaluation(0)
     run.train()
-    params = transfer.count(run.models.g_variables), transfer.count(run.models.d_variables)
+    params = biggan.count_parameters(run.models.g_variables), biggan.count_parameters(run.models.d_variables)
     return time.time() - start, *params
 
 
@@ -393,13 +392,13 @@ def _init_worker(verbosity):
 def prepare_source(settings, data_dir):
     """`(models directory, info)` of the source, pre-trained now unless already finished."""
     config = source_config(settings, data_dir)
-    models = biggan.find_models_dir(config.model_dir)  # models/ is written last
+    models = model_io.find_models_dir(config.model_dir)  # models/ is written last
     if models:
         return models, dict(steps=settings.source_steps, seconds=None, reused=True)
     start = time.time()
     trainer.Trainer(config).train()  # resumes from its checkpoints if interrupted
     seconds = time.time() - start
-    return biggan.find_models_dir(config.model_dir), dict(
+    return model_io.find_models_dir(config.model_dir), dict(
         steps=settings.source_steps, seconds=seconds, reused=False
     )
 

@@ -16,7 +16,7 @@ and one more call; a run repeats the call until it lasts --min_run_seconds):
   (XLA-compiled with --jit_compile), on the first method's transferred generator.
 * train: `Trainer.train_step` (one D and one G update) per method (`kp_bn` is its bn
   stage), fed synthetic tensors as benchmarks/train_speed.py does.
-* export: the same generator written by `export.save_generator`, loaded back with
+* export: the same generator written by `serving.save_generator`, loaded back with
   `tf.saved_model.load` and called through `signatures["serving_default"]` (never
   XLA-compiled: the export is what TF Serving runs).
 * input (demo only): `next()` on `Trainer.make_iterator(0)` over the real demo data set
@@ -50,8 +50,8 @@ from benchmarks import machine
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
-from tf_cgan_transfer import export
 from tf_cgan_transfer import precision
+from tf_cgan_transfer import serving as serving_lib
 from tf_cgan_transfer import trainer
 
 PARTS = ("sample", "train", "export", "input")
@@ -193,13 +193,13 @@ def measure_training(run, runs, min_run_seconds=1.0):
 def measure_export(generator, batch_size, export_dir, runs, min_run_seconds=1.0):
     """Images/s of the exported SavedModel's `serving_default`, loaded in this process.
 
-    Also records how long `export.save_generator` and `tf.saved_model.load` took.
+    Also records how long `serving.save_generator` and `tf.saved_model.load` took.
     """
     start = time.perf_counter()
-    export.save_generator(
+    serving_lib.save_generator(
         generator,
         export_dir,
-        export.default_class_names(generator.num_classes),
+        serving_lib.default_class_names(generator.num_classes),
         truncation=1.0,
         warmup=False,
     )
@@ -209,7 +209,7 @@ def measure_export(generator, batch_size, export_dir, runs, min_run_seconds=1.0)
     load_seconds = time.perf_counter() - start
     z, label = _latents(generator, batch_size)
     timing = machine.time_calls(
-        lambda: serving(label=label, z=z)[export.IMAGES_KEY].numpy(), runs, min_run_seconds
+        lambda: serving(label=label, z=z)[serving_lib.IMAGES_KEY].numpy(), runs, min_run_seconds
     )
     g_flops = flops.total(flops.traced_products(generator))
     result = _rates(timing, batch_size, g_flops * batch_size)

@@ -54,8 +54,8 @@ def main(argv):
                 built[method] = models
                 g_vars, d_vars = models.g_variables, models.d_variables
             print(
-                f"| {method} | {stage} | {n} | {transfer.count(g_vars):,} | "
-                f"{transfer.count(d_vars):,} |"
+                f"| {method} | {stage} | {n} | {biggan.count_parameters(g_vars):,} | "
+                f"{biggan.count_parameters(d_vars):,} |"
             )
     print(f"\n({time.time() - start:.0f} s)")
 

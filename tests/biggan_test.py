@@ -1,30 +1,20 @@
 """Tests of tf_cgan_transfer.biggan: architecture, parameter counts, config, checkpoints."""
 
-import os
-
-import numpy as np
 import tensorflow as tf
 
+from tests.model_fixtures import tiny_generator
 from tf_cgan_transfer import biggan
-from tf_cgan_transfer import layers
-
-
-def tiny_generator(resolution=128, **kwargs):
-    args = dict(ch=4, num_classes=3, shared_dim=8, dim_z=None)
-    args.update(kwargs)
-    if args["dim_z"] is None:
-        args["dim_z"] = 2 * (len(biggan.G_CHANNELS[resolution]))  # chunks of 2
-    return biggan.Generator(resolution, **args)
+from tf_cgan_transfer import discriminator as discriminator_lib
 
 
 class ParameterCountTest(tf.test.TestCase):
-    """Full-size counts equal compare_gan's (BIGGAN_TFHUB_LAYOUT.md §1.1, DESIGN.md)."""
+    """Full-size counts equal compare_gan's (docs/tfhub_layout.md §1, docs/design.md §4)."""
 
     def test_biggan_128(self):
         g = biggan.Generator(128).build_weights()
         self.assertEqual(biggan.count_parameters(g), 70_433_988)
         self.assertEqual(g.dim_z, 120)
-        d = biggan.Discriminator(128).build_weights()
+        d = discriminator_lib.Discriminator(128).build_weights()
         self.assertEqual(biggan.count_parameters(d), 87_982_370)
 
     def test_biggan_256(self):
@@ -128,80 +118,6 @@ class GeneratorSerializationTest(tf.test.TestCase):
         g = tiny_generator(128)
         clone = biggan.Generator.from_config(g.get_config())
         self.assertEqual(clone.get_config(), g.get_config())
-
-    def test_save_and_restore(self):
-        g = tiny_generator(64, dim_z=10).build_weights()
-        d = biggan.Discriminator(64, ch=8, num_classes=3).build_weights()
-        for bn in g.standing_batch_norms():  # non-trainable state must survive too
-            bn.accumulated_mean.assign(tf.random.normal(bn.accumulated_mean.shape))
-        directory = self.create_tempdir().full_path
-        biggan.save_models(directory, g, d)
-        restored_g, restored_d = biggan.restore_models(directory)
-        z, y = biggan.sample_z(2, 10, seed=5), tf.constant([2, 0])
-        self.assertAllEqual(restored_g((z, y)), g((z, y)))
-        self.assertEqual(restored_g.get_config(), g.get_config())
-        x = g((z, y))
-        self.assertAllEqual(restored_d((x, y)), d((x, y)))
-
-    def test_save_and_restore_generator_only(self):
-        g = tiny_generator(32, ch=8, dim_z=8).build_weights()
-        directory = self.create_tempdir().full_path
-        biggan.save_models(directory, g)
-        restored_g, restored_d = biggan.restore_models(directory)
-        self.assertIsNone(restored_d)
-        z, y = biggan.sample_z(2, 8, seed=6), tf.constant([1, 0])
-        self.assertAllEqual(restored_g((z, y)), g((z, y)))
-
-    def test_find_models_dir_of_a_finished_run(self):
-        run = self.create_tempdir().full_path
-        self.assertIsNone(biggan.find_models_dir(run))
-        g = tiny_generator(32, ch=8, dim_z=8).build_weights()
-        biggan.save_models(os.path.join(run, "models"), g)
-        self.assertEqual(biggan.find_models_dir(run), os.path.join(run, "models"))
-        self.assertEqual(biggan.find_models_dir(run, prefer_ema=True), os.path.join(run, "models"))
-        biggan.save_models(os.path.join(run, "models_ema"), g)
-        self.assertEqual(biggan.find_models_dir(run), os.path.join(run, "models"))
-        self.assertEqual(
-            biggan.find_models_dir(run, prefer_ema=True), os.path.join(run, "models_ema")
-        )
-        models = os.path.join(run, "models")
-        self.assertEqual(biggan.find_models_dir(models, prefer_ema=True), models)
-
-    def test_restore_from_wrong_directory(self):
-        directory = self.create_tempdir().full_path
-        with self.assertRaisesRegex(FileNotFoundError, "generator_config.json not found"):
-            biggan.restore_models(directory)
-
-
-class DiscriminatorTest(tf.test.TestCase):
-    def test_shapes_per_resolution(self):
-        for resolution in biggan.RESOLUTIONS:
-            with self.subTest(resolution=resolution):
-                d = biggan.Discriminator(resolution, ch=8, num_classes=3)
-                logits = d((tf.zeros([2, resolution, resolution, 3]), tf.constant([0, 2])))
-                self.assertEqual(logits.shape, [2])
-                multipliers, down = biggan.D_CHANNELS[resolution]
-                self.assertEqual([b.out_channels for b in d.blocks], [8 * m for m in multipliers])
-                self.assertEqual([b.downsample for b in d.blocks], list(down))
-
-    def test_projection(self):
-        d = biggan.Discriminator(32, ch=8, num_classes=4)
-        x = tf.random.stateless_uniform([3, 32, 32, 3], [1, 2], -1, 1)
-        y = tf.constant([0, 3, 1])
-        logits = d((x, y))
-        phi = d.features(x)
-        embedding = d.embedding.normalized_kernel().numpy()
-        w, b = d.linear.normalized_kernel().numpy(), d.linear.bias.numpy()
-        expected = (phi.numpy() @ w)[:, 0] + b + np.sum(embedding[y.numpy()] * phi.numpy(), 1)
-        self.assertAllClose(logits, expected, rtol=1e-5, atol=1e-4)
-
-    def test_first_block_shortcut_and_last_block_without_shortcut(self):
-        d = biggan.Discriminator(128, ch=8, num_classes=2).build_weights()
-        self.assertFalse(d.blocks[0].preactivation)
-        self.assertIsNotNone(d.blocks[0].conv_sc)
-        self.assertIsNone(d.blocks[-1].conv_sc)  # 16ch -> 16ch, no downsampling
-        self.assertEqual(d.attention_index, 0)  # at 64x64, after the first block
-        self.assertIsInstance(d.attention, layers.SelfAttention)
 
 
 if __name__ == "__main__":

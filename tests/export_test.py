@@ -1,21 +1,23 @@
-"""Tests of export.py: the SavedModel as TF Serving would load and run it."""
+"""Tests of export.py: what `run` and the command line write (serving_test: the model)."""
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 
+from absl import flags
 import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import export
+from tf_cgan_transfer import model_io
+from tf_cgan_transfer import serving
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVE_CHECK_CC = os.path.join(REPO, "tests", "serve_check.cc")
 NAMES = ["cat", "dog", "fox"]
 STATS = dict(num_batches=2, batch_size=64, truncation=0.8, seed=3)
 
@@ -25,18 +27,16 @@ def _run(args, **kwargs):
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **kwargs)
 
 
-def _write_serve_check_input(path, labels, z):
-    with open(path, "w") as f:
-        f.write(f"{z.shape[0]} {z.shape[1]}\n")
-        f.write(" ".join(str(int(v)) for v in labels) + "\n")
-        f.write(" ".join(repr(float(v)) for v in z.ravel()) + "\n")
-
-
-def _read_serve_check_output(path):
-    with open(path) as f:
-        header = [int(v) for v in f.readline().split()]
-        values = np.array([float(line) for line in f], np.float32)
-    return values.reshape(header[1:])
+def _write_stopped_run(run_dir, g, ema):
+    """A run stopped before it finished: only its checkpoints (with an EMA generator)."""
+    os.makedirs(run_dir)
+    with open(os.path.join(run_dir, model_io.GENERATOR_CONFIG_FILE), "w") as f:
+        json.dump(g.get_config(), f)
+    tf.train.Checkpoint(generator=g, ema_generator=ema).write(
+        os.path.join(run_dir, "ckpt", "ckpt-3")
+    )
+    with open(os.path.join(run_dir, "ckpt", "checkpoint"), "w") as f:
+        f.write('model_checkpoint_path: "ckpt-3"\n')
 
 
 class ExportTest(tf.test.TestCase):
@@ -44,24 +44,11 @@ class ExportTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.root = tempfile.mkdtemp(prefix="export_test_")
-        cls.serve_check = cls.build = None
-        if shutil.which("g++"):  # builds (~10 s, one core) while the export is written
-            tf_dir = os.path.dirname(tf.__file__)
-            cls.serve_check = os.path.join(cls.root, "serve_check")
-            cls.build = subprocess.Popen(
-                ["g++", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-DEIGEN_MAX_ALIGN_BYTES=64"]
-                + [f"-I{tf_dir}/include", SERVE_CHECK_CC, "-o", cls.serve_check, f"-L{tf_dir}"]
-                + ["-l:libtensorflow_cc.so.2", "-l:libtensorflow_framework.so.2"]
-                + [f"-Wl,-rpath,{tf_dir}"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
         cls.model_dir = os.path.join(cls.root, "model")
         cls.export_root = os.path.join(cls.root, "exports")
         tf.keras.utils.set_random_seed(0)
         g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
-        biggan.save_models(cls.model_dir, g)
+        model_io.save_models(cls.model_dir, g)
         names_file = os.path.join(cls.root, "names.txt")
         with open(names_file, "w") as f:
             f.write("\n".join(NAMES) + "\n\n")
@@ -77,7 +64,7 @@ class ExportTest(tf.test.TestCase):
             )
         )
         # The Python reference: the same checkpoint with the same standing statistics.
-        cls.generator, _ = biggan.restore_models(cls.model_dir)
+        cls.generator, _ = model_io.restore_models(cls.model_dir)
         biggan.accumulate_standing_stats(cls.generator, **STATS)
         rng = np.random.default_rng(1)
         cls.z = rng.standard_normal([4, 8]).astype(np.float32)
@@ -87,99 +74,24 @@ class ExportTest(tf.test.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.build is not None and cls.build.poll() is None:
-            cls.build.kill()
-            cls.build.wait()
         shutil.rmtree(cls.root, ignore_errors=True)
         super().tearDownClass()
 
     def test_layout(self):
         self.assertEqual(self.version_dir, os.path.join(self.export_root, "tiny", "1"))
-        for path in ("saved_model.pb", "variables", "assets/class_names.txt", export.WARMUP_FILE):
+        for path in ("saved_model.pb", "variables", "assets/class_names.txt", serving.WARMUP_FILE):
             self.assertTrue(os.path.exists(os.path.join(self.version_dir, path)), path)
         self.assertEqual(sorted(os.listdir(os.path.join(self.export_root, "tiny"))), ["1"])
+        self.assertTrue(os.path.exists(os.path.join(self.export_root, serving.MODELS_CONFIG_FILE)))
 
-    def test_fresh_process_matches_python(self):
-        np.save(os.path.join(self.root, "z.npy"), self.z)
-        np.save(os.path.join(self.root, "label.npy"), self.labels)
-        script = textwrap.dedent(
-            f"""
-            import os, sys
-            import numpy as np, tensorflow as tf
-            root = {self.root!r}
-            m = tf.saved_model.load({self.version_dir!r})
-            out = m.signatures["serving_default"](
-                label=tf.constant(np.load(os.path.join(root, "label.npy"))),
-                z=tf.constant(np.load(os.path.join(root, "z.npy"))))
-            assert sorted(out) == ["images"], sorted(out)
-            np.save(os.path.join(root, "fresh.npy"), out["images"].numpy())
-            import tensorflow_hub as hub
-            h = hub.load({self.version_dir!r})
-            again = h.signatures["serving_default"](
-                label=tf.constant(np.load(os.path.join(root, "label.npy"))),
-                z=tf.constant(np.load(os.path.join(root, "z.npy"))))["images"].numpy()
-            np.testing.assert_array_equal(again, out["images"].numpy())
-            assert not any(k.startswith("tf_cgan_transfer") for k in sys.modules)
-            """
-        )
-        result = _run([sys.executable, "-c", script], cwd=self.root)
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        fresh = np.load(os.path.join(self.root, "fresh.npy"))
-        self.assertEqual(fresh.shape, (4, 32, 32, 3))
-        self.assertAllClose(fresh, self.expected, atol=1e-5, rtol=0)
-
-    def test_output_independent_of_batch(self):
-        serve = self.loaded.signatures["serving_default"]
-        batch = serve(label=tf.constant(self.labels), z=tf.constant(self.z))["images"]
-        alone = serve(label=tf.constant(self.labels[1:2]), z=tf.constant(self.z[1:2]))["images"]
-        self.assertAllClose(batch[1:2], alone, atol=1e-5, rtol=0)
-        self.assertAllInRange(batch, -1.0, 1.0)
-
-    def test_saved_model_cli_lists_images(self):
-        result = _run(
-            [
-                "saved_model_cli",
-                "show",
-                "--dir",
-                self.version_dir,
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                "serving_default",
-            ]
-        )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        self.assertIn("outputs['images']", result.stdout)
-        self.assertIn("inputs['z']", result.stdout)
-        self.assertIn("tensorflow/serving/predict", result.stdout)
-
-    def test_saved_model_cli_run(self):
-        z_path, label_path = os.path.join(self.root, "cli_z.npy"), os.path.join(
-            self.root, "cli_label.npy"
-        )
-        np.save(z_path, self.z)
-        np.save(label_path, self.labels)
-        out_dir = os.path.join(self.root, "cli_out")
-        result = _run(
-            [
-                "saved_model_cli",
-                "run",
-                "--dir",
-                self.version_dir,
-                "--tag_set",
-                "serve",
-                "--signature_def",
-                "serving_default",
-                "--inputs",
-                f"z={z_path};label={label_path}",
-                "--outdir",
-                out_dir,
-            ]
-        )
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        self.assertAllClose(
-            np.load(os.path.join(out_dir, "images.npy")), self.expected, atol=1e-5, rtol=0
-        )
+    def test_matches_the_checkpoint_with_standing_statistics(self):
+        images = self.loaded.signatures["serving_default"](
+            label=tf.constant(self.labels), z=tf.constant(self.z)
+        )["images"]
+        self.assertAllClose(images, self.expected, atol=1e-5, rtol=0)
+        self.assertAllClose(self.loaded.truncation, STATS["truncation"])
+        names = self.loaded.signatures["label_for_name"](class_name=tf.constant(NAMES))
+        self.assertAllEqual(names["label"], [0, 1, 2])
 
     def test_mixed_bfloat16_export(self):
         version_dir = export.run(
@@ -217,158 +129,56 @@ class ExportTest(tf.test.TestCase):
         g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
         ema = biggan.Generator.from_config(g.get_config()).build_weights()
         z, y = biggan.sample_z(2, 8, seed=3), tf.constant([0, 2])
-        # A run stopped before it finished: only its checkpoints (with an EMA generator).
-        os.makedirs(run_dir)
-        with open(os.path.join(run_dir, biggan.GENERATOR_CONFIG_FILE), "w") as f:
-            json.dump(g.get_config(), f)
-        tf.train.Checkpoint(generator=g, ema_generator=ema).write(
-            os.path.join(run_dir, "ckpt", "ckpt-3")
-        )
-        with open(os.path.join(run_dir, "ckpt", "checkpoint"), "w") as f:
-            f.write('model_checkpoint_path: "ckpt-3"\n')
-        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), ema((z, y)))
+        _write_stopped_run(run_dir, g, ema)
+        self.assertAllEqual(model_io.load_generator(run_dir)((z, y)), ema((z, y)))
         # A finished run: its final models, the EMA generator first.
-        biggan.save_models(os.path.join(run_dir, "models"), g)
-        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), g((z, y)))
-        biggan.save_models(os.path.join(run_dir, "models_ema"), ema)
-        self.assertAllEqual(export.restore_generator(run_dir)((z, y)), ema((z, y)))
-        with self.assertRaisesRegex(export.ExportError, "neither a model directory"):
-            export.restore_generator(os.path.join(self.root, "nothing"))
+        model_io.save_models(os.path.join(run_dir, "models"), g)
+        self.assertAllEqual(model_io.load_generator(run_dir)((z, y)), g((z, y)))
+        model_io.save_models(os.path.join(run_dir, "models_ema"), ema)
+        self.assertAllEqual(model_io.load_generator(run_dir)((z, y)), ema((z, y)))
+        with self.assertRaisesRegex(model_io.ModelError, "neither a model directory"):
+            model_io.load_generator(os.path.join(self.root, "nothing"))
 
-    def test_no_python_ops(self):
-        self.assertEqual(export.python_ops(self.version_dir), [])
-
-    def test_op_scan_catches_py_function(self):
-        module = tf.Module()
-        module.f = tf.function(
-            lambda x: {"y": tf.py_function(lambda v: v * 2.0, [x], tf.float32)},
-            input_signature=[tf.TensorSpec([None], tf.float32)],
+    def test_bad_name_and_existing_version(self):
+        config = export.ExportConfig(
+            model=self.model_dir, name="tiny", export_root=self.export_root
         )
-        path = os.path.join(self.root, "pyfunc")
-        tf.saved_model.save(module, path, signatures=module.f.get_concrete_function())
-        self.assertEqual([op for op, _ in export.python_ops(path)], ["EagerPyFunc"])
+        for name in ("", ".hidden", os.path.join("a", "b")):
+            with self.subTest(name=name):
+                with self.assertRaisesRegex(serving.ExportError, "plain directory name"):
+                    export.run(export.ExportConfig(model=self.model_dir, name=name))
+        existing = dataclasses.replace(config, version=1)
+        with self.assertRaisesRegex(serving.ExportError, "already exists.*next free: 2"):
+            export.run(existing)
 
-    def test_cpp_load_saved_model(self):
-        if self.build is None:
-            self.skipTest("g++ is not installed: cannot build tests/serve_check.cc")
-        _, build_errors = self.build.communicate(timeout=300)
-        self.assertEqual(self.build.returncode, 0, build_errors[-3000:])
-        binary = self.serve_check
+    def _parse(self, *args):
+        fv = flags.FlagValues()
+        export.define_flags(fv)
+        fv(["export"] + list(args))
+        return export.config_from_flags(fv)
 
-        def serve(labels, z):
-            stem = os.path.join(self.root, f"cc_{len(labels)}_{z.shape[1]}_{labels[0]}")
-            _write_serve_check_input(stem + ".in", labels, z)
-            result = _run([binary, self.version_dir, stem + ".in", stem + ".out"])
-            return result, stem + ".out"
-
-        result, out = serve(self.labels, self.z)
-        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
-        self.assertAllClose(_read_serve_check_output(out), self.expected, atol=1e-5, rtol=0)
-
-        result, _ = serve(np.array([7], np.int32), self.z[:1])
-        self.assertEqual(result.returncode, 3, result.stderr[-3000:])
-        self.assertRegex(result.stderr, r"INVALID_ARGUMENT: .*label must be in \[0, 3\)")
-        result, _ = serve(np.array([1], np.int32), self.z[:1, :5])
-        self.assertEqual(result.returncode, 3, result.stderr[-3000:])
-        self.assertRegex(result.stderr, r"INVALID_ARGUMENT: .*z must have shape \[N, 8\]")
-
-    def test_sample_signature(self):
-        sample = self.loaded.signatures["sample"]
-
-        def draw(seeds):
-            n = len(seeds)
-            return sample(
-                label=tf.constant([2, 0, 1][:n], tf.int32),
-                seed=tf.constant(seeds, tf.int64),
-                truncation=tf.fill([n], 0.8),
-            )
-
-        first, again, other = draw([5, 6, 7]), draw([5, 6, 7]), draw([8, 9, 10])
-        self.assertEqual(first["images"].dtype, tf.uint8)
-        self.assertEqual(first["images"].shape, (3, 32, 32, 3))
-        self.assertAllEqual(first["images"], again["images"])
-        self.assertGreater(
-            np.abs(first["images"].numpy().astype(int) - other["images"].numpy()).max(), 0
-        )
-        # Per example: the same seed gives the same image in any batch.
-        self.assertAllEqual(draw([5])["images"][0], first["images"][0])
-        for png, pixels in zip(first["png_bytes"].numpy(), first["images"].numpy()):
-            self.assertAllEqual(tf.io.decode_png(png), pixels)
-        # z_i is biggan.sample_z(1, dim_z, t, seed_i): the Python model agrees.
-        z = export.seeded_latents(tf.constant([5, 6, 7], tf.int64), 8, 0.8)
-        self.assertAllClose(z[1:2], biggan.sample_z(1, 8, 0.8, 6))
-        reference = self.generator((z, tf.constant([2, 0, 1])), training=False)
-        pixels = tf.cast(tf.round((reference + 1.0) * 127.5), tf.int32)
-        self.assertLessEqual(np.abs(pixels - tf.cast(first["images"], tf.int32)).max(), 1)
-
-    def test_label_for_name(self):
-        lookup = self.loaded.signatures["label_for_name"]
-        out = lookup(class_name=tf.constant(["fox", "cat", "dog"]))
-        self.assertAllEqual(out["label"], [2, 0, 1])
-        self.assertEqual(out["label"].dtype, tf.int32)
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "unknown class names"):
-            lookup(class_name=tf.constant(["cat", "unicorn"]))
-
-    def test_bad_inputs_are_invalid_argument(self):
-        serve = self.loaded.signatures["serving_default"]
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"label must be in \[0, 3\)"):
-            serve(label=tf.constant([7]), z=tf.zeros([1, 8]))
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"label must be in \[0, 3\)"):
-            serve(label=tf.constant([-1]), z=tf.zeros([1, 8]))
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"z must have shape \[N, 8\]"):
-            serve(label=tf.constant([1]), z=tf.zeros([1, 5]))
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "same batch size"):
-            serve(label=tf.constant([1, 2]), z=tf.zeros([1, 8]))
-        sample = self.loaded.signatures["sample"]
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "label must be in"):
-            sample(label=tf.constant([3]), seed=tf.constant([0], tf.int64), truncation=tf.ones([1]))
-
-    def test_warmup_and_models_config(self):
-        from google.protobuf import text_format
-        from tensorflow_serving.apis import prediction_log_pb2
-        from tensorflow_serving.config import model_server_config_pb2
-
-        path = os.path.join(self.version_dir, export.WARMUP_FILE)
-        logs = []
-        for record in tf.data.TFRecordDataset(path):
-            log = prediction_log_pb2.PredictionLog()
-            log.ParseFromString(record.numpy())
-            logs.append(log)
-        signatures = [log.predict_log.request.model_spec.signature_name for log in logs]
-        self.assertEqual(signatures, ["serving_default", "sample", "label_for_name"])
-        request = logs[0].predict_log.request
-        self.assertEqual(request.model_spec.name, "tiny")
-        self.assertEqual(tf.make_ndarray(request.inputs["z"]).shape, (1, 8))
-        # The warmup requests run against the export.
-        for log in logs:
-            request = log.predict_log.request
-            inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
-            self.loaded.signatures[request.model_spec.signature_name](**inputs)
-
-        with open(os.path.join(self.export_root, "models.config")) as f:
-            config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
-        (entry,) = config.model_config_list.config
-        self.assertEqual(entry.name, "tiny")
-        self.assertEqual(entry.base_path, os.path.abspath(os.path.join(self.export_root, "tiny")))
-        self.assertEqual(entry.model_platform, "tensorflow")
-
-        prefixed = export.write_models_config(self.export_root, base_path_prefix="/models")
-        with open(prefixed) as f:
-            config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
-        self.assertEqual(config.model_config_list.config[0].base_path, "/models/tiny")
-        export.write_models_config(self.export_root)  # restore the absolute paths
-
-    def test_class_names_file_errors(self):
-        path = os.path.join(self.root, "two.txt")
-        with open(path, "w") as f:
-            f.write("a\nb\n")
-        with self.assertRaisesRegex(export.ExportError, "lists 2 class names.*3 classes"):
-            export.read_class_names(path, 3)
-        with open(path, "w") as f:
-            f.write("a\nb\na\n")
-        with self.assertRaisesRegex(export.ExportError, r"repeats class names \['a'\]"):
-            export.read_class_names(path, 3)
-        self.assertEqual(export.default_class_names(2), ["class_0", "class_1"])
+    def test_flags(self):
+        stopped = os.path.join(self.root, "stopped_run")
+        g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+        _write_stopped_run(stopped, g, g)
+        # A run directory with only ckpt/ and generator_config.json is a model.
+        for model in (self.model_dir, stopped):
+            config = self._parse(f"--model={model}", "--name=tiny", "--version=4", "--nowarmup")
+            self.assertEqual((config.model, config.version, config.warmup), (model, 4, False))
+        bad = [
+            ["--name=tiny"],  # no --model
+            [f"--model={self.model_dir}"],  # no --name
+            [f"--model={self.root}", "--name=tiny"],  # not a model directory
+            [f"--model={self.model_dir}", "--name=.tiny"],
+            [f"--model={self.model_dir}", "--name=tiny", "--truncation=0"],
+            [f"--model={self.model_dir}", "--name=tiny", "--version=-1"],
+            [f"--model={self.model_dir}", "--name=tiny", "--standing_stats_batches=-1"],
+            [f"--model={self.model_dir}", "--name=tiny", "--mixed_precision=int8"],
+        ]
+        for args in bad:
+            with self.subTest(args=args):
+                with self.assertRaises(flags.Error):
+                    self._parse(*args)
 
     def test_cli_versions(self):
         root = os.path.join(self.root, "cli_exports")
@@ -378,14 +188,15 @@ class ExportTest(tf.test.TestCase):
         result = _run(cli, cwd=REPO)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn(os.path.join(root, "tiny", "2"), result.stdout)
-        self.assertEqual(export.list_versions(os.path.join(root, "tiny")), [1, 2])
-        self.assertTrue(os.path.exists(os.path.join(root, "tiny", "2", export.WARMUP_FILE)))
+        self.assertEqual(serving.list_versions(os.path.join(root, "tiny")), [1, 2])
+        self.assertTrue(os.path.exists(os.path.join(root, "tiny", "2", serving.WARMUP_FILE)))
         self.assertTrue(os.path.exists(os.path.join(root, "models.config")))
 
         result = _run(cli + ["--version=1"], cwd=REPO)
-        self.assertNotEqual(result.returncode, 0)
+        self.assertEqual(result.returncode, 2, result.stderr[-3000:])
         self.assertRegex(result.stderr, r"error: .*tiny/1 already exists.*next free: 3")
-        self.assertEqual(export.list_versions(os.path.join(root, "tiny")), [1, 2])
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertEqual(serving.list_versions(os.path.join(root, "tiny")), [1, 2])
         self.assertEqual(sorted(os.listdir(os.path.join(root, "tiny"))), ["1", "2"])
 
 

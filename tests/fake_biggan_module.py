@@ -1,8 +1,8 @@
 """Miniature BigGAN (biggan-{128,256,512}/2) TF-Hub modules for offline tests.
 
-The fixture follows the key grammar of ../shared/BIGGAN_TFHUB_LAYOUT.md (sections 2
-and 6, Appendix A) at tiny width, and provides two forward passes of sections 1.3,
-3 and 4 at truncation 1.0 that share no code with `tf_cgan_transfer`:
+The fixture follows the key grammar of docs/tfhub_layout.md (§2 and §6) at tiny width,
+and provides two forward passes (§1, §3 and §4) at truncation 1.0 that share no code
+with `tf_cgan_transfer`:
 
 * `reference_forward`: float64 NumPy.
 * the `default` signature of the TF1 Hub module written by `build_tf1_hub_module`,
@@ -199,7 +199,7 @@ def _infer_resolution(tensors):
 
 
 # ---------------------------------------------------------------------------
-# float64 NumPy reference (sections 1.3, 3, 4)
+# float64 NumPy reference (docs/tfhub_layout.md §1, §3, §4)
 # ---------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """Tests of the fake BigGAN TF-Hub module fixture (tests/fake_biggan_module.py).
 
 The parity tests compare two independent implementations of
-BIGGAN_TFHUB_LAYOUT.md sections 1.3, 3 and 4: the raw-TF graph inside a genuine
+docs/tfhub_layout.md sections 1, 3 and 4: the raw-TF graph inside a genuine
 TF1 Hub module (loaded with `hub.load`, as a user loads `deepmind/biggan-128/2`)
 and the float64 NumPy reference.
 """
@@ -101,7 +101,7 @@ class HubModule256Test(_HubModuleChecks, tf.test.TestCase):
 class TensorsTest(tf.test.TestCase):
     def test_biggan_128_inventory_matches_layout(self):
         tensors = fake.make_biggan_tensors(128, extra_keys=False)
-        self.assertLen(tensors, 280)  # BIGGAN_TFHUB_LAYOUT.md section 6
+        self.assertLen(tensors, 280)  # docs/tfhub_layout.md §6
         core = [
             k
             for k in tensors

@@ -1,6 +1,6 @@
 """Fake TF-GAN Inception modules (`tensorflow/tfgan/eval/inception/1`) for offline tests.
 
-The real module cannot be downloaded here (../shared/DEPENDENCIES.md §2), so tests use
+The real module cannot be downloaded here (docs/dependencies.md §3), so tests use
 SavedModels with its interface: float32 images `[N, S, S, 3]` in [-1, 1] (S = 299) in,
 a dict with `pool_3` `[N, 1, 1, 2048]` and `logits` `[N, 1008]` out. Two forms:
 

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from benchmarks import flops
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import transfer
 
 
@@ -35,7 +36,7 @@ TINY_G = (
     + conv(32, 3, 32, 3)  # conv_2d
 )  # fmt: skip
 
-# biggan.Discriminator(32, ch=8, num_classes=12, attention_resolution=16): 32 channels,
+# discriminator_lib.Discriminator(32, ch=8, num_classes=12, attention_resolution=16): 32 channels,
 # blocks 32 -> 16 -> 8 -> 8 -> 8.
 TINY_D = (
     conv(32, 3, 3, 32) + conv(32, 3, 32, 32) + conv(16, 1, 3, 32)  # block 0: sc after pool
@@ -53,7 +54,9 @@ def tiny_generator():
 
 
 def tiny_discriminator(num_classes=12):
-    return biggan.Discriminator(32, ch=8, num_classes=num_classes, attention_resolution=16)
+    return discriminator_lib.Discriminator(
+        32, ch=8, num_classes=num_classes, attention_resolution=16
+    )
 
 
 def by_name(products):
@@ -77,7 +80,7 @@ class ForwardFlopsTest(tf.test.TestCase):
         models = [
             biggan.Generator(64, ch=8, num_classes=7, dim_z=30, shared_dim=16),
             biggan.Generator(32, ch=8, num_classes=5, shared_dim=0, hierarchical_z=False),
-            biggan.Discriminator(64, ch=8, num_classes=3),
+            discriminator_lib.Discriminator(64, ch=8, num_classes=3),
         ]
         for model in models:
             analytic = by_name(flops.analytic_products(model))
@@ -169,7 +172,7 @@ class Biggan128Test(tf.test.TestCase):
 
     def test_forward_and_iteration(self):
         g = flops.analytic_products(biggan.Generator(128))
-        d = flops.analytic_products(biggan.Discriminator(128, num_classes=5))
+        d = flops.analytic_products(discriminator_lib.Discriminator(128, num_classes=5))
         self.assertAllClose(flops.total(g) / 1e9, 40.2, atol=0.05)
         self.assertAllClose(flops.total(d) / 1e9, 21.68, atol=0.05)
         kp = biggan.Generator(128, num_classes=5, conditioning="kp_bn", num_source_classes=1000)

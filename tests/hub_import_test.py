@@ -1,4 +1,4 @@
-"""Tests of tf_cgan_transfer.hub_import and the hub_convert CLI on miniature modules.
+"""Tests of tf_cgan_transfer.hub_import on miniature modules (hub_convert_test: the CLI).
 
 The parity tests build a genuine TF1-Hub-format module (hub.create_module_spec) whose
 graph computes the BigGAN forward pass in raw TF ops, independently of our layers, and
@@ -6,20 +6,14 @@ compare our imported Generator with the module's own `default` signature.
 """
 
 import hashlib
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
 from tests import fake_biggan_module as fake
-from tf_cgan_transfer import biggan
 from tf_cgan_transfer import hub_import
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _inputs(generator_or_dim_z, num_classes, batch=2, seed=0):
@@ -31,7 +25,7 @@ def _inputs(generator_or_dim_z, num_classes, batch=2, seed=0):
 
 
 class HubParityTest(tf.test.TestCase):
-    """Invariant 1 of DESIGN.md: our import equals the module's own output."""
+    """docs/design.md §4, invariant 1: our import equals the module's own output."""
 
     def _check_parity(self, resolution):
         tensors = fake.make_biggan_tensors(resolution=resolution, seed=resolution)
@@ -227,57 +221,6 @@ class BadModuleTest(tf.test.TestCase):
             hub_import.HubImportError, "G_linear/w has 1024 outputs.*ch=8.*needs 2048"
         ):
             hub_import.load_generator(self._write(tensors))
-
-
-class HubConvertCliTest(tf.test.TestCase):
-    def _run(self, *args):
-        env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-        return subprocess.run(
-            [sys.executable, "-m", "tf_cgan_transfer.hub_convert", *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
-    def test_converts_samples_and_refuses_to_overwrite(self):
-        tensors = fake.make_biggan_tensors(resolution=128, seed=6)
-        module_dir = self.create_tempdir().full_path
-        fake.write_checkpoint_only_module(module_dir, tensors)
-        out = os.path.join(self.create_tempdir().full_path, "converted")
-        args = [
-            f"--module={module_dir}",
-            f"--output_dir={out}",
-            "--class_ids=2,0",
-            "--samples_per_class=3",
-        ]
-        result = self._run(*args)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("keys loaded", result.stdout)
-
-        sheet = tf.io.decode_png(tf.io.read_file(os.path.join(out, "samples.png")))
-        self.assertEqual(sheet.shape, [2 * 130 + 2, 3 * 130 + 2, 3])
-        with open(os.path.join(out, "import_report.json")) as f:
-            self.assertEqual(json.load(f)["config"]["resolution"], 128)
-        restored, _ = biggan.restore_models(out)
-        z, y = _inputs(restored, 3, seed=6)
-        self.assertAllClose(
-            restored((z, y)), fake.reference_forward(tensors, z, y), atol=1e-5, rtol=0
-        )
-
-        again = self._run(*args)
-        self.assertNotEqual(again.returncode, 0)
-        self.assertIn("already holds a converted generator; pass --overwrite", again.stderr)
-
-    def test_class_id_out_of_range(self):
-        module_dir = self.create_tempdir().full_path
-        fake.write_checkpoint_only_module(module_dir, fake.make_biggan_tensors(resolution=128))
-        out = self.create_tempdir().full_path
-        result = self._run(f"--module={module_dir}", f"--output_dir={out}", "--class_ids=1,5")
-        self.assertNotEqual(result.returncode, 0)
-        self.assertIn("--class_ids [5] out of range: the module has 3 classes", result.stderr)
-        self.assertFalse(os.path.exists(os.path.join(out, "generator_config.json")))
 
 
 if __name__ == "__main__":

@@ -4,45 +4,11 @@ import numpy as np
 import tensorflow as tf
 
 from tests import distribution
+from tests.layer_references import assert_config_round_trip
+from tests.layer_references import np_batch_norm
+from tests.layer_references import np_conv_same
+from tests.layer_references import np_spectral_normalize
 from tf_cgan_transfer import layers
-
-EPS = 1e-4
-
-
-def np_spectral_normalize(w, u, eps=EPS):
-    """BIGGAN_TFHUB_LAYOUT.md §4 in float64 NumPy: one power iteration from u."""
-    m = w.reshape(-1, w.shape[-1]).astype(np.float64)
-    v = u.astype(np.float64) @ m.T
-    v = v / np.sqrt(np.sum(v**2) + eps)
-    u_new = v @ m
-    u_new = u_new / np.sqrt(np.sum(u_new**2) + eps)
-    sigma = ((v @ m) @ u_new.T).item()
-    return w / sigma, u_new, sigma
-
-
-def np_conv_same(x, k):
-    """Naive stride-1 SAME convolution, NHWC x HWIO, float64."""
-    kh, kw = k.shape[:2]
-    ph, pw = kh // 2, kw // 2
-    xp = np.pad(x, [(0, 0), (ph, kh - 1 - ph), (pw, kw - 1 - pw), (0, 0)])
-    out = np.zeros(x.shape[:3] + (k.shape[-1],))
-    for i in range(kh):
-        for j in range(kw):
-            out += xp[:, i : i + x.shape[1], j : j + x.shape[2], :] @ k[i, j]
-    return out
-
-
-def np_batch_norm(x, mean, var, eps=EPS):
-    return (x - mean) / np.sqrt(var + eps)
-
-
-def assert_config_round_trip(test, layer, *args, **kwargs):
-    """Rebuilt from get_config with the same weights, the layer computes the same."""
-    clone = layer.__class__.from_config(layer.get_config())
-    test.assertEqual(clone.get_config(), layer.get_config())
-    clone(*args, **kwargs)
-    clone.set_weights(layer.get_weights())
-    test.assertAllClose(clone(*args, **kwargs), layer(*args, **kwargs), atol=1e-6)
 
 
 class SpectralNormTest(tf.test.TestCase):
@@ -95,7 +61,6 @@ class SNDenseTest(tf.test.TestCase):
         self.assertLen(layer.trainable_weights, 2)
         self.assertLen(layer.non_trainable_weights, 1)
         assert_config_round_trip(self, layer, x)
-
 
     def test_output_and_kernel_scaling_agree_in_value_and_gradient(self):
         # A batch smaller than the input width divides the outputs by sigma, a larger
@@ -200,101 +165,6 @@ class StandingBatchNormTest(tf.test.TestCase):
         self.assertAllClose(np.concatenate(outputs), full, atol=1e-4)
         self.assertAllClose(bn.accumulated_mean, self.x.mean((0, 1, 2)), atol=1e-5)
         self.assertAllClose(bn.accumulated_var, self.x.var((0, 1, 2)), rtol=1e-5)
-
-
-class ConditionalBatchNormTest(tf.test.TestCase):
-    def test_shared_embedding_hyper_bn(self):
-        rng = np.random.default_rng(6)
-        x = rng.normal(size=[3, 4, 4, 6]).astype(np.float32)
-        z = rng.normal(size=[3, 2]).astype(np.float32)
-        e = rng.normal(size=[3, 5]).astype(np.float32)
-        cbn = layers.ConditionalBatchNorm()
-        cbn(x, z_chunk=z, class_code=e)
-        self.assertEqual(cbn.gamma.kernel.shape, [7, 6])  # rows: [z chunk ; embedding]
-        mean, var = rng.normal(size=[6]), rng.uniform(0.5, 1.5, size=[6])
-        cbn.bn.accumulated_mean.assign(mean)
-        cbn.bn.accumulated_var.assign(var)
-        c = np.concatenate([z, e], 1)
-        w_g = np_spectral_normalize(cbn.gamma.kernel.numpy(), cbn.gamma.u.numpy())[0]
-        w_b = np_spectral_normalize(cbn.beta.kernel.numpy(), cbn.beta.u.numpy())[0]
-        gain, bias = 1 + c @ w_g, c @ w_b
-        expected = np_batch_norm(x, mean, var) * gain[:, None, None] + bias[:, None, None]
-        self.assertAllClose(cbn(x, z_chunk=z, class_code=e), expected, atol=1e-4)
-        assert_config_round_trip(self, cbn, x, z_chunk=z, class_code=e)
-
-    def test_per_class_tables(self):
-        rng = np.random.default_rng(7)
-        x = rng.normal(size=[4, 2, 2, 3]).astype(np.float32)
-        labels = np.array([0, 2, 1, 2])
-        y = np.eye(3, dtype=np.float32)[labels]
-        cbn = layers.ConditionalBatchNorm(shared_embedding=False)
-        self.assertAllClose(
-            cbn(x, class_code=y, training=True),
-            np_batch_norm(x, x.mean((0, 1, 2)), x.var((0, 1, 2))),
-            atol=1e-4,
-        )
-        table_g, table_b = rng.normal(size=[3, 3]), rng.normal(size=[3, 3])
-        cbn.gamma.kernel.assign(table_g)
-        cbn.beta.kernel.assign(table_b)
-        expected = (
-            np_batch_norm(x, x.mean((0, 1, 2)), x.var((0, 1, 2)))
-            * (1 + table_g[labels])[:, None, None]
-            + table_b[labels][:, None, None]
-        )
-        self.assertAllClose(cbn(x, class_code=y, training=True), expected, atol=1e-4)
-
-
-class KnowledgePropagationBatchNormTest(tf.test.TestCase):
-    def test_matches_the_method_formula(self):
-        rng = np.random.default_rng(9)
-        k, n, dz, c = 4, 3, 2, 5
-        x = rng.normal(size=[3, 2, 2, c]).astype(np.float32)
-        z = rng.normal(size=[3, dz]).astype(np.float32)
-        labels = np.array([2, 0, 1])
-        y = np.eye(n, dtype=np.float32)[labels]
-        bn = layers.KnowledgePropagationBatchNorm(k, n, z_dim=dz, residual_init="orthogonal")
-        bn(x, z_chunk=z, class_code=y)
-        values = {}
-        for w in (bn.P_gamma, bn.P_beta, bn.Wz_gamma, bn.Wz_beta, bn.A_gamma.bias, bn.A_beta.bias):
-            w.assign(rng.normal(size=w.shape).astype(np.float32))
-        mean, var = rng.normal(size=[c]), rng.uniform(0.5, 1.5, size=[c])
-        bn.bn.accumulated_mean.assign(mean)
-        bn.bn.accumulated_var.assign(var)
-        for part in ("gamma", "beta"):
-            a = getattr(bn, f"A_{part}")
-            a_sn = np_spectral_normalize(a.kernel.numpy(), a.u.numpy())[0]  # [N, K]
-            w_mix = y @ a_sn + a.bias.numpy()  # A y_n + bias, [B, K]
-            values[part] = (
-                w_mix @ getattr(bn, f"P_{part}").numpy()
-                + z @ getattr(bn, f"Wz_{part}").numpy()
-                + y @ getattr(bn, f"R_{part}").numpy()
-            )
-        expected = (
-            np_batch_norm(x, mean, var) * (1 + values["gamma"])[:, None, None]
-            + values["beta"][:, None, None]
-        )
-        self.assertAllClose(bn(x, z_chunk=z, class_code=y), expected, atol=1e-4)
-        names = sorted(w.name for w in bn.trainable_weights)
-        self.assertLen(names, 10)  # P, W^z, R (x2) and A's kernel + bias (x2)
-        assert_config_round_trip(self, bn, x, z_chunk=z, class_code=y)
-
-    def test_bn_only_has_no_mixture(self):
-        bn = layers.KnowledgePropagationBatchNorm(4, 3, use_mixture=False)
-        x = tf.random.normal([2, 2, 2, 5])
-        out = bn(x, class_code=tf.one_hot([0, 2], 3), training=True)
-        self.assertIsNone(bn.A_gamma)
-        self.assertEqual(
-            sorted(w.name.split("/")[-1] for w in bn.trainable_weights), ["R_beta:0", "R_gamma:0"]
-        )
-        self.assertAllClose(
-            out,
-            np_batch_norm(x.numpy(), x.numpy().mean((0, 1, 2)), x.numpy().var((0, 1, 2))),
-            atol=1e-4,
-        )
-
-    def test_unknown_residual_init(self):
-        with self.assertRaisesRegex(ValueError, "Unknown residual_init 'random'"):
-            layers.KnowledgePropagationBatchNorm(4, 3, residual_init="random")
 
 
 class SelfAttentionTest(tf.test.TestCase):

@@ -1,7 +1,5 @@
 """Tests of tf_cgan_transfer.losses against NumPy."""
 
-import os
-
 import numpy as np
 import tensorflow as tf
 

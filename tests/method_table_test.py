@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from benchmarks import method_report
 from benchmarks import method_table
+from tf_cgan_transfer import biggan
 from tf_cgan_transfer import train
 from tf_cgan_transfer import transfer
 
@@ -87,13 +88,13 @@ class QuickModeTest(tf.test.TestCase):
         for method, stage in (("kp_bn", "bn"), ("finetune", None), ("freeze_d", None)):
             models = transfer.build(transfer.TransferConfig(method, 4, stage=stage), source=source)
             counts[method] = [
-                transfer.count(models.g_variables),
-                transfer.count(models.d_variables),
+                biggan.count_parameters(models.g_variables),
+                biggan.count_parameters(models.d_variables),
             ]
             if method == "kp_bn":
                 config = transfer.TransferConfig(method, 4, stage="ft")
                 ft = transfer.trainable_variables(models.generator, models.discriminator, config)
-                counts["kp_bn_ft"] = [transfer.count(v) for v in ft]
+                counts["kp_bn_ft"] = [biggan.count_parameters(v) for v in ft]
         rows = self._main_rows()
         self.assertEqual(rows["kp_bn (bn)"]["params"], counts["kp_bn"])
         self.assertEqual(rows["kp_bn (bn+ft)"]["params"], counts["kp_bn"] + counts["kp_bn_ft"])

@@ -6,6 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import model_io
 
 OLD_CLASSES = 5
 MAPPING = [3, 0, 4]  # new class n is set to copy old class MAPPING[n]
@@ -33,8 +35,12 @@ def make_source(directory, shared=True, with_d=False, seed=0):
         for bn in g.conditional_batch_norms():
             for table in (bn.gamma.kernel, bn.beta.kernel):
                 table.assign(rng.normal(0, 0.3, table.shape).astype(np.float32))
-    d = biggan.Discriminator(32, ch=8, num_classes=OLD_CLASSES).build_weights() if with_d else None
-    biggan.save_models(directory, g, d)
+    d = (
+        discriminator_lib.Discriminator(32, ch=8, num_classes=OLD_CLASSES).build_weights()
+        if with_d
+        else None
+    )
+    model_io.save_models(directory, g, d)
     return g, d
 
 
@@ -62,3 +68,12 @@ def write_image_folder(root, classes=3, per_class=6, seed=0):
             image[..., c % 3] += 150
             tf.io.write_file(os.path.join(folder, f"{i}.png"), tf.io.encode_png(image))
     return root
+
+
+def tiny_generator(resolution=128, **kwargs):
+    """An unbuilt small generator of the real architecture (ch 4, 3 classes)."""
+    args = dict(ch=4, num_classes=3, shared_dim=8, dim_z=None)
+    args.update(kwargs)
+    if args["dim_z"] is None:
+        args["dim_z"] = 2 * (len(biggan.G_CHANNELS[resolution]))  # chunks of 2
+    return biggan.Generator(resolution, **args)

@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests import model_fixtures
-from tf_cgan_transfer import biggan
+from tf_cgan_transfer import model_io
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,15 +81,15 @@ class MultiWorkerTest(tf.test.TestCase):
             outputs.append(out)
             self.assertEqual(p.returncode, 0, out[-3000:])
         self.assertIn("Finished 3 steps", outputs[0])
-        chief_g, chief_d = biggan.restore_models(os.path.join(model_dir, "models"))
+        chief_g, chief_d = model_io.restore_models(os.path.join(model_dir, "models"))
         worker_dir = os.path.join(model_dir, "workertemp_worker_1", "models")
-        worker_g, worker_d = biggan.restore_models(worker_dir)
+        worker_g, worker_d = model_io.restore_models(worker_dir)
         for a, b in zip(
             chief_g.variables + chief_d.variables, worker_g.variables + worker_d.variables
         ):
             self.assertAllEqual(a, b)
         # Both trained: the weights moved away from the source's.
-        source_g, _ = biggan.restore_models(source)
+        source_g, _ = model_io.restore_models(source)
         self.assertFalse(
             np.allclose(chief_g.blocks[0].conv0.u.numpy(), source_g.blocks[0].conv0.u.numpy())
         )

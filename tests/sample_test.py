@@ -11,8 +11,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
-from tf_cgan_transfer import export
+from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sample
+from tf_cgan_transfer import sampling
+from tf_cgan_transfer import serving
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 R, PAD = 32, 2
@@ -30,10 +32,10 @@ class SampleTest(tf.test.TestCase):
         cls.model_dir = os.path.join(cls.root, "model")
         tf.keras.utils.set_random_seed(0)
         g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
-        biggan.save_models(cls.model_dir, g)
+        model_io.save_models(cls.model_dir, g)
         cls.export_dir = os.path.join(cls.root, "export", "1")
         # Keep the checkpoint's statistics so --model and --export sheets must agree.
-        export.save_generator(g, cls.export_dir, ["cat", "dog", "fox"], 1.0, warmup=False)
+        serving.save_generator(g, cls.export_dir, ["cat", "dog", "fox"], 1.0, warmup=False)
 
     @classmethod
     def tearDownClass(cls):
@@ -85,7 +87,7 @@ class SampleTest(tf.test.TestCase):
             self._run("bad_mode", classes=("0",), mode="interpolate_z", **config)
 
     def test_interpolate_z(self):
-        for interpolation in sample.INTERPOLATIONS:
+        for interpolation in sampling.INTERPOLATIONS:
             grid = self._run(
                 f"z_{interpolation}",
                 classes=("0", "1", "2"),
@@ -108,14 +110,6 @@ class SampleTest(tf.test.TestCase):
 
         self.assertLessEqual(np.abs(cell(grid, 0, 0).astype(int) - cell(sheet, 0, 0)).max(), 1)
 
-    def test_slerp_endpoints_and_norm(self):
-        a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-        path = sample.slerp(a, b, [0.0, 0.5, 1.0])
-        self.assertAllClose(path[0], a)
-        self.assertAllClose(path[-1], b)
-        self.assertAllClose(np.linalg.norm(path, axis=1), [1.0, 1.0, 1.0])
-        self.assertAllClose(sample.lerp(a, b, [0.5])[0], [0.5, 0.5])
-
     def test_bad_classes_for_model(self):
         with self.assertRaisesRegex(sample.SampleError, r"--classes \[3\] out of range"):
             self._run("oob", classes=("3",), samples_per_class=1)
@@ -131,6 +125,10 @@ class SampleTest(tf.test.TestCase):
         config = self._parse(f"--model={self.model_dir}", out, "--classes=0,1", "--seed=3")
         self.assertEqual(config.classes, ("0", "1"))
         self.assertEqual(config.seed, 3)
+        # A training run directory (here: one with only its models/) is a --model too.
+        run_dir = os.path.join(self.root, "run")
+        shutil.copytree(self.model_dir, os.path.join(run_dir, "models"))
+        self.assertEqual(self._parse(f"--model={run_dir}", out).model, run_dir)
         bad = [
             [out],  # neither --model nor --export
             [f"--model={self.model_dir}", f"--export={self.export_dir}", out],
@@ -162,6 +160,22 @@ class SampleTest(tf.test.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("Exports only draw sheets", result.stderr)
         self.assertFalse(os.path.exists(os.path.join(self.root, "o.png")))
+
+    def test_cli_user_error(self):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+        cli = [sys.executable, "-m", "tf_cgan_transfer.sample", f"--model={self.model_dir}"]
+        result = subprocess.run(
+            cli + ["--output=oob.png", "--classes=0,3"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=self.root,
+            timeout=120,
+        )
+        self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+        self.assertIn("error: --classes [3] out of range: the model has 3 classes", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "oob.png")))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 from absl import flags
 import tensorflow as tf
 
+from tests import model_fixtures
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import train
 
@@ -85,3 +86,64 @@ class FlagfileTest(tf.test.TestCase):
         self.assertIn("--method=kp_bn", lines)
         again = train.config_from_flags(parse(*lines))
         self.assertEqual(again, train.config_from_flags(fv))
+
+
+class CommandLineTest(tf.test.TestCase):
+    """`python -m tf_cgan_transfer.train` end to end, and its one-line user errors."""
+
+    def _train(self, *args):
+        return subprocess.run(
+            [sys.executable, "-m", "tf_cgan_transfer.train", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            timeout=600,
+        )
+
+    def test_scratch_run_writes_its_run_directory(self):
+        root = self.create_tempdir().full_path
+        folder = model_fixtures.write_image_folder(os.path.join(root, "images"))
+        model_dir = os.path.join(root, "run")
+        args = [
+            f"--model_dir={model_dir}",
+            "--method=scratch",
+            "--dataset=folder",
+            f"--image_folder={folder}",
+            "--resolution=32",
+            "--ch=8",
+            "--attention_resolution=0",
+            "--batch_size=4",
+            "--train_steps=2",
+            "--sample_every=0",
+            "--mixed_precision=float32",
+        ]
+        result = self._train(*args)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn("Finished 2 steps", result.stdout)
+        for name in ("flags.txt", "config.json", "generator_config.json", "models/models.index"):
+            self.assertTrue(os.path.exists(os.path.join(model_dir, name)), name)
+        with open(os.path.join(model_dir, "config.json")) as f:
+            self.assertEqual(json.load(f)["data"]["image_folder"], folder)
+        with open(os.path.join(model_dir, "flags.txt")) as f:
+            lines = f.read().split()
+        # The shared data flags are in the resolved flagfile too.
+        self.assertIn(f"--image_folder={folder}", lines)
+        self.assertIn("--dataset=folder", lines)
+        # --noresume refuses an existing run: one line, exit code 2, nothing touched.
+        result = self._train(*args, "--noresume")
+        self.assertEqual(result.returncode, 2)
+        self.assertRegex(result.stderr, r"error: .*ckpt already holds checkpoints and --noresume")
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_bad_data_is_one_line_and_exit_code_2(self):
+        root = self.create_tempdir().full_path
+        result = self._train(
+            f"--model_dir={os.path.join(root, 'run')}",
+            "--method=scratch",
+            "--dataset=folder",
+            f"--image_folder={os.path.join(root, 'missing')}",
+            "--resolution=32",
+        )
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("error: Image folder", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)

@@ -1,6 +1,5 @@
 """Tests of tf_cgan_transfer.transfer and the knowledge-propagating BN."""
 
-import json
 import os
 import re
 
@@ -10,13 +9,14 @@ import tensorflow as tf
 from tests import fake_biggan_module as fake
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import layers
+from tf_cgan_transfer import model_io
 from tf_cgan_transfer import transfer
 
 from tests.model_fixtures import MAPPING, OLD_CLASSES, make_source, set_one_hot_mixtures
 
 
 class KnowledgePropagationInvariantTest(tf.test.TestCase):
-    """DESIGN.md invariant 3: one-hot mixtures reproduce the old classes exactly."""
+    """docs/design.md §4 (the one-hot invariant): one-hot mixtures reproduce the old classes exactly."""
 
     def _check(self, source, transferred, z):
         new_labels = tf.range(len(MAPPING))
@@ -105,7 +105,7 @@ class TrainableVariablesTest(tf.test.TestCase):
     def test_kp_bn_ft_stage_freezes_a_and_p(self):
         bn_models = self._build("kp_bn")
         bn_dir = self.create_tempdir().full_path
-        biggan.save_models(bn_dir, bn_models.generator, bn_models.discriminator)
+        model_io.save_models(bn_dir, bn_models.generator, bn_models.discriminator)
         models = transfer.build(
             transfer.TransferConfig("kp_bn", 3, stage="ft"), bn_checkpoint=bn_dir
         )
@@ -153,20 +153,22 @@ class TrainableVariablesTest(tf.test.TestCase):
         )
 
     def test_kp_bn_trainable_count_is_linear_in_new_classes(self):
-        source, _ = biggan.restore_models(self.directory)
+        source, _ = model_io.restore_models(self.directory)
         k, dz = OLD_CLASSES, 2
         channels = [bn.bn.accumulated_mean.shape[0] for bn in source.conditional_batch_norms()]
-        d_fixed = transfer.count(self._build("kp_bn", 1).d_variables) - 32  # minus 1 x C_D row
+        d_fixed = (
+            biggan.count_parameters(self._build("kp_bn", 1).d_variables) - 32
+        )  # minus 1 x C_D row
         for n in (1, 5, 20):
             models = self._build("kp_bn", n)
             # Per BN layer: A (N x K + K, twice), P (K x C, twice), W^z (dz x C, twice),
             # R (N x C, twice) -> 2N(K + C) + const.
             expected = sum(2 * (n * k + k) + 2 * k * c + 2 * dz * c + 2 * n * c for c in channels)
-            self.assertEqual(transfer.count(models.g_variables), expected)
-            self.assertEqual(transfer.count(models.d_variables), d_fixed + 32 * n)
+            self.assertEqual(biggan.count_parameters(models.g_variables), expected)
+            self.assertEqual(biggan.count_parameters(models.d_variables), d_fixed + 32 * n)
 
     def test_discriminator_keeps_the_pretrained_body_with_a_fresh_embedding(self):
-        _, source_d = biggan.restore_models(self.directory)
+        _, source_d = model_io.restore_models(self.directory)
         for method, copied in (("kp_bn", True), ("scratch", False)):
             d = self._build(method, 4).discriminator
             self.assertEqual(d.embedding.kernel.shape, [4, 32])
@@ -179,7 +181,7 @@ class TrainableVariablesTest(tf.test.TestCase):
             )
 
     def test_finetune_keeps_g_and_draws_new_embeddings_at_the_old_scale(self):
-        source, _ = biggan.restore_models(self.directory)
+        source, _ = model_io.restore_models(self.directory)
         g = self._build("finetune", 50).generator
         self.assertAllEqual(g.blocks[2].conv1.kernel, source.blocks[2].conv1.kernel)
         self.assertAllEqual(g.blocks[0].HyperBN.gamma.kernel, source.blocks[0].HyperBN.gamma.kernel)
@@ -229,7 +231,7 @@ class BadTransferTest(tf.test.TestCase):
     def test_checkpoint_class_count_or_resolution_mismatch(self):
         models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
         bn_dir = self.create_tempdir().full_path
-        biggan.save_models(bn_dir, models.generator, models.discriminator)
+        model_io.save_models(bn_dir, models.generator, models.discriminator)
         with self.assertRaisesRegex(
             transfer.TransferError,
             "Class count mismatch: .* was trained for 3 new classes, this run asks for 4",
@@ -251,7 +253,7 @@ class BadTransferTest(tf.test.TestCase):
     def test_transferred_generator_as_source(self):
         models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
         directory = self.create_tempdir().full_path
-        biggan.save_models(directory, models.generator, models.discriminator)
+        model_io.save_models(directory, models.generator, models.discriminator)
         with self.assertRaisesRegex(transfer.TransferError, "already a transferred"):
             transfer.build(transfer.TransferConfig("finetune", 3), source=directory)
 
@@ -275,38 +277,6 @@ class ResidualInitTest(tf.test.TestCase):
         )
         r = models.generator.blocks[0].HyperBN.R_gamma.numpy()  # [3, 32]
         self.assertAllClose(r @ r.T, np.eye(3), atol=1e-5)
-
-
-class ClassAffinityTest(tf.test.TestCase):
-    def test_report_ranks_the_mixed_in_old_classes(self):
-        directory = self.create_tempdir().full_path
-        make_source(directory)
-        g = transfer.build(transfer.TransferConfig("kp_bn", 3), source=directory).generator
-        set_one_hot_mixtures(g, MAPPING)
-        old_names = [f"old{k}" for k in range(OLD_CLASSES)]
-        report = transfer.class_affinity(
-            g, top_k=2, old_names=old_names, new_names=["tulip", "rose", "daisy"]
-        )
-        self.assertEqual([c["top"][0]["old_class"] for c in report["classes"]], MAPPING)
-        self.assertAllClose(report["classes"][0]["top"][0]["score"], 1.0, atol=1e-4)
-        self.assertEqual(report["classes"][1]["top"][0]["name"], "old0")
-        out = self.create_tempdir().full_path
-        json_path, text_path = transfer.write_affinity_report(report, out)
-        with open(json_path) as f:
-            self.assertEqual(json.load(f), report)
-        with open(text_path) as f:
-            text = f.read()
-        self.assertIn("tulip: old3 (+1.000)", text)
-
-    def test_imagenet_names_from_tfds(self):
-        names = transfer.imagenet_class_names()
-        self.assertLen(names, 1000)
-        self.assertEqual(names[0], "n01440764")  # tench, BigGAN class 0
-
-    def test_needs_a_kp_bn_generator(self):
-        g = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
-        with self.assertRaisesRegex(transfer.TransferError, "needs a kp_bn generator"):
-            transfer.class_affinity(g)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,15 @@
-"""BigGAN generator and projection discriminator (Brock et al. 2019) in Keras.
+"""The BigGAN generator (Brock et al. 2019) in Keras, its latent prior and standing stats.
 
 Layer and attribute names mirror the TF-Hub `biggan-*/2` keys (`linear`, `G_linear`,
 `GBlock_3`, `HyperBN_1`, `conv_sc`, `attention`, `ScaledCrossReplicaBN`, `conv_2d`) so
-that `hub_import` is a table. Architecture tables follow BIGGAN_TFHUB_LAYOUT.md §1.1 for
-128/256/512 and BigGAN-PyTorch's for 32/64; the discriminator is compare_gan's BigGAN D
-(its parameter count at 128 is 87,982,370).
+that `hub_import` is a table. Architecture tables follow docs/tfhub_layout.md §1 for
+128/256/512 and BigGAN-PyTorch's for 32/64. The discriminator is in `discriminator.py`;
+saving and loading models in `model_io.py`.
 """
-
-import json
-import os
 
 import tensorflow as tf
 
+from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import layers
 
 # Generator channel multipliers, from the input of block 0 to the output of the last
@@ -23,31 +21,24 @@ G_CHANNELS = {
     256: (16, 16, 8, 8, 4, 2, 1),
     512: (16, 16, 8, 8, 4, 2, 1, 1),
 }
-# Discriminator output-channel multipliers per block and whether the block halves the
-# resolution (all but the last, except at 32 where BigGAN keeps 8x8 for two blocks).
-D_CHANNELS = {
-    32: ((4, 4, 4, 4), (True, True, False, False)),
-    64: ((2, 4, 8, 16, 16), (True,) * 4 + (False,)),
-    128: ((1, 2, 4, 8, 16, 16), (True,) * 5 + (False,)),
-    256: ((1, 2, 4, 8, 8, 16, 16), (True,) * 6 + (False,)),
-    512: ((1, 1, 2, 4, 8, 8, 16, 16), (True,) * 7 + (False,)),
-}
 # Resolution at which self-attention sits, in G and D (0: none). The hub places it at
 # 64 (biggan-128, -512) and 128 (biggan-256); BigGAN-PyTorch's CIFAR model has none.
 DEFAULT_ATTENTION = {32: 0, 64: 32, 128: 64, 256: 128, 512: 64}
+# Images per batch when accumulating standing statistics (hub_convert, sample, export).
+STANDING_STATS_BATCH_SIZE = 64
 # Latent width; split into (blocks + 1) equal chunks when hierarchical.
 DEFAULT_DIM_Z = {32: 128, 64: 120, 128: 120, 256: 140, 512: 128}
 RESOLUTIONS = tuple(sorted(G_CHANNELS))
 
 
-def _check_resolution(resolution):
+def check_resolution(resolution):
     if resolution not in G_CHANNELS:
         raise ValueError(
             f"Unsupported resolution {resolution}; BigGAN is defined for {RESOLUTIONS}."
         )
 
 
-def _block_name(prefix, index):
+def block_name(prefix, index):
     # The hub's first block has no suffix: GBlock, GBlock_1, GBlock_2, ...
     return prefix if index == 0 else f"{prefix}_{index}"
 
@@ -83,27 +74,6 @@ def sample_z(batch_size, dim_z, truncation=1.0, seed=0):
     return z * truncation
 
 
-CONDITIONINGS = ("biggan", "kp_bn", "bn_only")
-
-
-def make_conditional_bn(config, name):
-    """A block's conditional BN from `{"type": ..., **constructor arguments}`.
-
-    "biggan": `layers.ConditionalBatchNorm` (hub HyperBN, or per-class tables);
-    "kp_bn" / "bn_only": `layers.KnowledgePropagationBatchNorm` with / without the
-    mixture of old classes.
-    """
-    config = dict(config)
-    kind = config.pop("type")
-    if kind == "biggan":
-        return layers.ConditionalBatchNorm(name=name, **config)
-    if kind in ("kp_bn", "bn_only"):
-        return layers.KnowledgePropagationBatchNorm(
-            name=name, use_mixture=kind == "kp_bn", **config
-        )
-    raise ValueError(f"Unknown conditioning {kind!r}; use one of {CONDITIONINGS}.")
-
-
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
 class GBlock(tf.keras.layers.Layer):
     """Generator residual block: `[B, H, W, Cin] -> [B, 2H, 2W, Cout]`.
@@ -114,7 +84,7 @@ class GBlock(tf.keras.layers.Layer):
     Args:
       out_channels: Cout.
       conditional_bn: `{"type": "biggan" | "kp_bn" | "bn_only", **BN arguments}` for
-        both conditional BNs (see `make_conditional_bn`).
+        both conditional BNs (see `conditional_bn.make`).
       sn_epsilon: spectral-norm epsilon of the convolutions.
     """
 
@@ -125,8 +95,8 @@ class GBlock(tf.keras.layers.Layer):
         self.sn_epsilon = sn_epsilon
 
     def build(self, input_shape):
-        self.HyperBN = make_conditional_bn(self.conditional_bn, "HyperBN")
-        self.HyperBN_1 = make_conditional_bn(self.conditional_bn, "HyperBN_1")
+        self.HyperBN = conditional_bn.make(self.conditional_bn, "HyperBN")
+        self.HyperBN_1 = conditional_bn.make(self.conditional_bn, "HyperBN_1")
         conv = dict(epsilon=self.sn_epsilon)
         self.conv0 = layers.SNConv2D(self.out_channels, 3, name="conv0", **conv)
         self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
@@ -204,13 +174,15 @@ class Generator(tf.keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        _check_resolution(resolution)
+        check_resolution(resolution)
         multipliers = G_CHANNELS[resolution]
         self.num_blocks = len(multipliers) - 1
         if dim_z is None:
             dim_z = DEFAULT_DIM_Z[resolution]
-        if conditioning not in CONDITIONINGS:
-            raise ValueError(f"Unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}.")
+        if conditioning not in conditional_bn.CONDITIONINGS:
+            raise ValueError(
+                f"Unknown conditioning {conditioning!r}; use one of {conditional_bn.CONDITIONINGS}."
+            )
         if conditioning == "biggan" and hierarchical_z and not shared_dim:
             raise ValueError("hierarchical_z=True needs a shared class embedding (shared_dim > 0).")
         if conditioning != "biggan":
@@ -260,7 +232,7 @@ class Generator(tf.keras.Model):
                 ch * multipliers[i + 1],
                 conditional_bn=self._conditional_bn_config(),
                 sn_epsilon=sn_epsilon,
-                name=_block_name("GBlock", i),
+                name=block_name("GBlock", i),
             )
             for i in range(self.num_blocks)
         ]
@@ -358,7 +330,9 @@ class Generator(tf.keras.Model):
         )
 
 
-def accumulate_standing_stats(generator, num_batches=16, batch_size=64, truncation=1.0, seed=0):
+def accumulate_standing_stats(
+    generator, num_batches=16, batch_size=STANDING_STATS_BATCH_SIZE, truncation=1.0, seed=0
+):
     """Replaces every BN's standing statistics by averages over generated batches.
 
     BigGAN's "standing statistics": sample z (at `truncation`) and uniform labels,
@@ -394,241 +368,8 @@ def accumulate_standing_stats(generator, num_batches=16, batch_size=64, truncati
     return generator
 
 
-@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
-class DBlock(tf.keras.layers.Layer):
-    """Discriminator residual block: `[B, H, W, Cin] -> [B, H/2 or H, W/2 or W, Cout]`.
-
-    a = conv2(relu(conv1(relu(h)))) (the first block skips the leading ReLU), then 2x2
-    average pooling when downsampling; the shortcut is a 1x1 conv (only when Cin != Cout
-    or downsampling), pooled after the conv except in the first block (BigGAN's order).
-    """
-
-    def __init__(
-        self, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4, **kwargs
-    ):
-        super().__init__(**kwargs)
-        self.out_channels = out_channels
-        self.downsample = downsample
-        self.preactivation = preactivation
-        self.sn_epsilon = sn_epsilon
-
-    def build(self, input_shape):
-        in_channels = int(input_shape[-1])
-        conv = dict(epsilon=self.sn_epsilon)
-        self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
-        self.conv2 = layers.SNConv2D(self.out_channels, 3, name="conv2", **conv)
-        self.learnable_sc = in_channels != self.out_channels or self.downsample
-        self.conv_sc = (
-            layers.SNConv2D(self.out_channels, 1, name="conv_sc", **conv)
-            if self.learnable_sc
-            else None
-        )
-        super().build(input_shape)
-
-    def _pool(self, x):
-        return tf.nn.avg_pool2d(x, 2, 2, "VALID") if self.downsample else x
-
-    def call(self, x, training=False):
-        h = tf.nn.relu(x) if self.preactivation else x
-        h = self.conv1(h, training=training)
-        h = self._pool(self.conv2(tf.nn.relu(h), training=training))
-        s = x
-        if self.preactivation:
-            if self.learnable_sc:
-                s = self.conv_sc(s, training=training)
-            s = self._pool(s)
-        else:
-            s = self._pool(s)
-            if self.learnable_sc:
-                s = self.conv_sc(s, training=training)
-        return h + s
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            out_channels=self.out_channels,
-            downsample=self.downsample,
-            preactivation=self.preactivation,
-            sn_epsilon=self.sn_epsilon,
-        )
-        return config
-
-
-@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
-class Discriminator(tf.keras.Model):
-    """BigGAN projection discriminator.
-
-    Call: `(x [B, R, R, 3] in [-1, 1], y)` -> logits `[B]` float32, with `y` int labels
-    `[B]` or one-hot `[B, K]`: logit = linear(phi(x)) + <embedding(y), phi(x)>, where
-    phi(x) is the ReLU'd, spatially summed output of the last block.
-
-    Args:
-      resolution: input size, one of 32, 64, 128, 256, 512.
-      ch: channel width (96 for BigGAN-128).
-      num_classes: K rows of the projection embedding.
-      attention_resolution: None = the table default (same place as G's), 0 = none.
-    """
-
-    def __init__(
-        self,
-        resolution=128,
-        ch=96,
-        num_classes=1000,
-        attention_resolution=None,
-        sn_epsilon=1e-4,
-        name="Discriminator",
-        **kwargs,
-    ):
-        super().__init__(name=name, **kwargs)
-        _check_resolution(resolution)
-        multipliers, downsample = D_CHANNELS[resolution]
-        if attention_resolution is None:
-            attention_resolution = DEFAULT_ATTENTION[resolution]
-        block_resolutions, size = [], resolution
-        for down in downsample:
-            size = size // 2 if down else size
-            block_resolutions.append(size)
-        if attention_resolution and attention_resolution not in block_resolutions:
-            raise ValueError(
-                f"attention_resolution={attention_resolution} is not produced by any "
-                f"discriminator block at resolution {resolution} ({block_resolutions}); "
-                "use 0 for none."
-            )
-        self.resolution = resolution
-        self.ch = ch
-        self.num_classes = num_classes
-        self.attention_resolution = attention_resolution
-        self.sn_epsilon = sn_epsilon
-        self.attention_index = (
-            block_resolutions.index(attention_resolution) if attention_resolution else None
-        )
-        self.blocks = [
-            DBlock(
-                ch * m,
-                downsample=down,
-                preactivation=i > 0,
-                sn_epsilon=sn_epsilon,
-                name=_block_name("DBlock", i),
-            )
-            for i, (m, down) in enumerate(zip(multipliers, downsample))
-        ]
-        self.attention = (
-            layers.SelfAttention(sn_epsilon=sn_epsilon, name="attention")
-            if attention_resolution
-            else None
-        )
-        # The projection head is tiny and feeds the loss: float32 under any policy.
-        self.linear = layers.SNDense(1, epsilon=sn_epsilon, name="linear", dtype=layers.FLOAT32)
-        self.embedding = layers.SNDense(
-            ch * multipliers[-1],
-            use_bias=False,
-            epsilon=sn_epsilon,
-            name="embedding",
-            dtype=layers.FLOAT32,
-        )
-
-    def features(self, x, training=False):
-        """phi(x): `[B, C]` ReLU'd, spatially summed features of the last block."""
-        h = tf.cast(x, self.compute_dtype)
-        for i, block in enumerate(self.blocks):
-            h = block(h, training=training)
-            if i == self.attention_index:
-                h = self.attention(h, training=training)
-        return tf.reduce_sum(tf.cast(tf.nn.relu(h), tf.float32), axis=[1, 2])
-
-    def call(self, inputs, training=False):
-        x, y = inputs
-        phi = self.features(x, training=training)
-        y = to_one_hot(y, self.num_classes)
-        projection = tf.reduce_sum(self.embedding(y, training=training) * phi, axis=1)
-        logits = self.linear(phi, training=training)[:, 0] + projection
-        return tf.cast(logits, tf.float32)  # losses in float32 under mixed precision
-
-    def build_weights(self):
-        """Creates every variable by one eager call on a batch of one; returns self."""
-        if not self.built:
-            r = self.resolution
-            with tf.init_scope():
-                self((tf.zeros([1, r, r, 3]), tf.zeros([1], tf.int32)))
-        return self
-
-    def get_config(self):
-        return dict(
-            resolution=self.resolution,
-            ch=self.ch,
-            num_classes=self.num_classes,
-            attention_resolution=self.attention_resolution,
-            sn_epsilon=self.sn_epsilon,
-            name=self.name,
-        )
-
-
-def count_parameters(model):
-    """Number of trainable scalars (what BigGAN papers and compare_gan report)."""
-    return int(sum(tf.size(v).numpy() for v in model.trainable_variables))
-
-
-GENERATOR_CONFIG_FILE = "generator_config.json"
-DISCRIMINATOR_CONFIG_FILE = "discriminator_config.json"
-MODELS_PREFIX = "models"
-
-
-def save_models(directory, generator, discriminator=None):
-    """Writes the models' configs (JSON) and one `tf.train.Checkpoint` of their weights.
-
-    The directory then holds `generator_config.json`, `discriminator_config.json` (when
-    a discriminator is given) and `models.index`/`models.data-*`. Returns the prefix.
-    """
-    tf.io.gfile.makedirs(directory)
-    objects = dict(generator=generator)
-    configs = {GENERATOR_CONFIG_FILE: generator.get_config()}
-    if discriminator is not None:
-        objects["discriminator"] = discriminator
-        configs[DISCRIMINATOR_CONFIG_FILE] = discriminator.get_config()
-    for filename, config in configs.items():
-        with tf.io.gfile.GFile(os.path.join(directory, filename), "w") as f:
-            json.dump(config, f, indent=2, sort_keys=True)
-    return tf.train.Checkpoint(**objects).write(os.path.join(directory, MODELS_PREFIX))
-
-
-def read_config(directory, filename=GENERATOR_CONFIG_FILE):
-    """The JSON config `filename` in `directory`, or a FileNotFoundError saying what it is."""
-    path = os.path.join(directory, filename)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"{path} not found: {directory!r} is not a model directory written by "
-            "biggan.save_models (hub_convert or a training run)."
-        )
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
-def find_models_dir(path, prefer_ema=False):
-    """The `save_models` directory that `path` stands for, or None.
-
-    `path` itself when it holds saved models, else a finished training run's
-    `models_ema/` (with `prefer_ema`, when present) or `models/` (G and D as trained).
-    """
-    names = ("", "models_ema", "models") if prefer_ema else ("", "models")
-    for name in names:
-        candidate = os.path.join(path, name) if name else path
-        if tf.io.gfile.exists(os.path.join(candidate, MODELS_PREFIX + ".index")):
-            return candidate
-    return None
-
-
-def restore_models(directory):
-    """Rebuilds and restores the models saved by `save_models`: `(generator, D or None)`.
-
-    Every variable of the rebuilt models must be found in the checkpoint.
-    """
-    generator = Generator.from_config(read_config(directory)).build_weights()
-    objects = dict(generator=generator)
-    discriminator = None
-    if tf.io.gfile.exists(os.path.join(directory, DISCRIMINATOR_CONFIG_FILE)):
-        config = read_config(directory, DISCRIMINATOR_CONFIG_FILE)
-        discriminator = Discriminator.from_config(config).build_weights()
-        objects["discriminator"] = discriminator
-    status = tf.train.Checkpoint(**objects).read(os.path.join(directory, MODELS_PREFIX))
-    status.assert_existing_objects_matched()
-    return generator, discriminator
+def count_parameters(model_or_variables):
+    """Number of scalars: a model's trainable variables (what BigGAN papers and compare_gan
+    report), or a list of variables (e.g. the ones a transfer method trains)."""
+    variables = getattr(model_or_variables, "trainable_variables", model_or_variables)
+    return int(sum(v.shape.num_elements() for v in variables))

@@ -1,39 +1,58 @@
-"""Input pipelines for GAN training: TFDS data sets and image folders -> `tf.data`.
+"""Input pipelines for GAN training: a data source -> a plan -> `tf.data`.
 
 A `DataConfig` names the source (a TFDS data set, e.g. `oxford_flowers102`, or an image
-folder with one sub-folder per class), the resolution and an optional class subset and
-per-class cap. `validate` checks everything that can be checked before training and
-raises one `DataError` naming the problem and the fix; `make_dataset` yields
-`(images, labels)` batches: float32 `[B, R, R, 3]` in [-1, 1] (centre crop to a square,
-then bilinear resize with antialiasing, as BigGAN's input pipeline) and int32 `[B]`.
+folder with one sub-folder per class; opened by `data_sources`), the resolution and an
+optional class subset and per-class cap. `plan(config)` reads every record's label once
+and decides which records a run uses and with which new label: the `DataPlan`, which
+validation, the training pipeline and the evaluation's real images all reuse, so the
+labels are never read again. `validate` checks everything that can be checked before
+training and raises one `DataError` naming the problem and the fix; `make_dataset`
+yields `(images, labels)` batches: float32 `[B, R, R, 3]` in [-1, 1] (centre crop to a
+square, then bilinear resize with antialiasing, as BigGAN's input pipeline) and int32
+`[B]`.
 
-Records keep a fixed order (TFDS files are read in order, folder files are sorted), the
-class subset and cap are applied to that order, and every random choice (shuffle, flip)
-derives from `config.seed`: the same config gives the same batches. The pipeline holds
-TF ops only, so its iterator can be saved with `tf.train.Checkpoint(iterator=...)`.
-
-Importing this module registers the offline `cgan_demo_shapes` data set with TFDS.
+Records keep a fixed order, the class subset and cap are applied to that order, and
+every random choice (shuffle, flip) derives from `config.seed`: the same config gives
+the same batches. The pipeline holds TF ops only, so its iterator can be saved with
+`tf.train.Checkpoint(iterator=...)`.
 """
 
 import dataclasses
-import difflib
 import os
 from typing import List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
-from tf_cgan_transfer import demo_data
+from tf_cgan_transfer import data_sources
+from tf_cgan_transfer.data_sources import FOLDER
+from tf_cgan_transfer.data_sources import DataError
+from tf_cgan_transfer.data_sources import ensure_prepared
 
-FOLDER = "folder"
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-IMAGE_KEY = "image"
-LABEL_KEY = "label"
+__all__ = [
+    "FOLDER",
+    "DataConfig",
+    "DataError",
+    "DataInfo",
+    "DataPlan",
+    "describe",
+    "ensure_prepared",
+    "make_dataset",
+    "plan",
+    "preprocess",
+    "validate",
+]
 
-
-class DataError(ValueError):
-    """The data cannot be used as configured; the message says why and what to do."""
+# The fields that decide which records a run uses (the rest shape how they are read).
+_SELECTION_FIELDS = (
+    "dataset",
+    "split",
+    "data_dir",
+    "image_folder",
+    "classes",
+    "images_per_class",
+    "seed",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,151 +135,6 @@ class DataInfo:
     num_examples: int
 
 
-@dataclasses.dataclass
-class _Source:
-    """An opened data source: every record's class, in the fixed read order."""
-
-    name: str
-    class_names: List[str]
-    builder: Optional[tfds.core.DatasetBuilder] = None  # TFDS
-    paths: Optional[List[str]] = None  # folder: one file per record
-    labels: Optional[np.ndarray] = None  # folder: filled at open; TFDS: by _tfds_labels
-
-
-# ---- Opening sources -----------------------------------------------------------------
-
-
-def _open(config):
-    return _open_folder(config) if config.dataset == FOLDER else _open_tfds(config)
-
-
-def _is_image_file(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
-def _open_folder(config):
-    root = config.image_folder
-    if not tf.io.gfile.isdir(root):
-        raise DataError(
-            f"Image folder {root} does not exist or is not a directory: set image_folder to a "
-            "directory holding one sub-folder of images per class."
-        )
-    class_dirs = sorted(
-        name.rstrip("/")
-        for name in tf.io.gfile.listdir(root)
-        if not name.startswith(".") and tf.io.gfile.isdir(os.path.join(root, name))
-    )
-    if not class_dirs:
-        raise DataError(
-            f"Image folder {root} has no class sub-folders: put the images of each class in "
-            f"its own sub-folder ({root}/<class name>/<image>.jpg)."
-        )
-    paths, labels = [], []
-    for label, name in enumerate(class_dirs):
-        class_dir = os.path.join(root, name)
-        files = sorted(f for f in tf.io.gfile.listdir(class_dir) if _is_image_file(f))
-        paths += [os.path.join(class_dir, f) for f in files]
-        labels += [label] * len(files)
-    return _Source(
-        name=root,
-        class_names=class_dirs,
-        paths=paths,
-        labels=np.asarray(labels, np.int64),
-    )
-
-
-def _base_name(name):
-    return name.split("/")[0].split(":")[0]
-
-
-def _open_tfds(config):
-    try:
-        builder = tfds.builder(config.dataset, data_dir=config.data_dir)
-    except tfds.core.registered.DatasetNotFoundError:
-        known = tfds.list_builders(with_community_datasets=False)
-        close = difflib.get_close_matches(_base_name(config.dataset), known, n=5, cutoff=0.6)
-        hint = f"Did you mean {', '.join(close)}? " if close else ""
-        raise DataError(
-            f"Unknown TFDS data set {config.dataset!r}. {hint}Use a name from "
-            "tfds.list_builders(), or dataset='folder' with image_folder for your own images."
-        ) from None
-    except ValueError as e:  # e.g. an unknown builder config or version
-        raise DataError(f"Cannot open TFDS data set {config.dataset!r}: {e}") from None
-    features = builder.info.features
-    label = features[LABEL_KEY] if LABEL_KEY in features else None
-    if IMAGE_KEY not in features or not isinstance(label, tfds.features.ClassLabel):
-        raise DataError(
-            f"TFDS data set {config.dataset!r} has no {IMAGE_KEY!r} image and {LABEL_KEY!r} "
-            f"ClassLabel features (it has {sorted(features.keys())}): use a labelled image "
-            "data set, or export the images to a folder and use dataset='folder'."
-        )
-    names = list(label.names) if label.names else [str(i) for i in range(label.num_classes)]
-    return _Source(name=config.dataset, class_names=names, builder=builder)
-
-
-def ensure_prepared(config):
-    """Generates the offline demo data set in `data_dir` if it is not there yet.
-
-    Only `cgan_demo_shapes` can be prepared here (it is procedural); other TFDS data
-    sets are left alone (`validate` says how to prepare them). Returns True if it built.
-    """
-    if config.dataset == FOLDER or _base_name(config.dataset) != demo_data.NAME:
-        return False
-    builder = tfds.builder(config.dataset, data_dir=config.data_dir)
-    if builder.is_prepared():
-        return False
-    builder.download_and_prepare()
-    return True
-
-
-def _not_prepared(config, builder):
-    root = config.data_dir or str(builder.data_dir)
-    suffix = "/" + builder.info.full_name  # <root>/<name>[/<config>]/<version>
-    root = root[: -len(suffix)] if root.endswith(suffix) else root
-    if _base_name(config.dataset) == demo_data.NAME:
-        variant = builder.builder_config.name
-        fix = f"run tf_cgan_transfer.demo_data.prepare({root!r}, {variant!r}) (works offline)"
-    else:
-        fix = (
-            f"on a machine with internet run `tfds build {_base_name(config.dataset)} "
-            "--data_dir=<dir>` (or tfds.builder(name, data_dir=<dir>).download_and_prepare()) "
-            "and copy <dir> here, then point data_dir at it"
-        )
-    return DataError(
-        f"TFDS data set {config.dataset!r} is not prepared in {root}, and TFDS cannot "
-        f"download here: {fix}."
-    )
-
-
-def _tfds_records(config, builder):
-    """`(encoded image, int64 label)` of every record of the split, in file order."""
-    try:
-        ds = builder.as_dataset(
-            split=config.split,
-            shuffle_files=False,
-            decoders={IMAGE_KEY: tfds.decode.SkipDecoding()},
-            read_config=tfds.ReadConfig(try_autocache=False),
-        )
-    except AssertionError:  # TFDS's "could not find data in <data_dir>"
-        raise _not_prepared(config, builder) from None
-    except ValueError as e:  # unknown split
-        raise DataError(
-            f"Split {config.split!r} of {config.dataset!r}: {e} Set split to one of them "
-            "(combine with '+', e.g. 'train+validation')."
-        ) from None
-    return ds.map(lambda ex: (ex[IMAGE_KEY], tf.cast(ex[LABEL_KEY], tf.int64)))
-
-
-def _tfds_labels(config, source):
-    """Reads the label of every record once (images are not decoded)."""
-    labels = _tfds_records(config, source.builder).map(lambda _, label: label).batch(8192)
-    chunks = list(labels.as_numpy_iterator())
-    return np.concatenate(chunks) if chunks else np.zeros([0], np.int64)
-
-
-# ---- Class subset and per-class cap ----------------------------------------------------
-
-
 def _classes(config, source):
     """The kept source ids, in new-label order; raises on ids out of range."""
     num = len(source.class_names)
@@ -300,100 +174,122 @@ def _select(config, classes, num_source_classes, labels):
     return keep, new_labels
 
 
-def _info(config, source, classes, labels):
-    keep, new_labels = _select(config, classes, len(source.class_names), labels)
-    counts = np.bincount(new_labels[keep], minlength=len(classes)).tolist()
-    return DataInfo(
-        num_classes=len(classes),
-        class_names=[source.class_names[c] for c in classes],
-        counts=counts,
-        num_examples=int(sum(counts)),
-    )
+@dataclasses.dataclass(frozen=True)
+class DataPlan:
+    """Which records of a source a `DataConfig` uses, decided once (`plan`).
+
+    Attributes:
+      config: the `DataConfig`.
+      source: the opened `data_sources.Source`.
+      classes: the kept source ids, in new-label order.
+      labels: int64 `[records]`, the source label of every record in the fixed order.
+      keep: bool `[records]`, the records the class subset and cap keep.
+      new_labels: int64 `[records]`, each record's new label (-1: dropped class).
+      info: the `DataInfo` (its fields are also properties of the plan).
+      validated: `validate` checked it (empty classes, undecodable files).
+    """
+
+    config: "DataConfig"
+    source: data_sources.Source
+    classes: Tuple[int, ...]
+    labels: np.ndarray
+    keep: np.ndarray
+    new_labels: np.ndarray
+    info: DataInfo
+    validated: bool = False
+
+    num_classes = property(lambda self: self.info.num_classes)
+    class_names = property(lambda self: self.info.class_names)
+    counts = property(lambda self: self.info.counts)
+    num_examples = property(lambda self: self.info.num_examples)
+
+    def with_config(self, config):
+        """This plan for `config`, which may differ only in how records are read (flip,
+        shuffle buffer, resolution), not in which records are used."""
+        changed = [f for f in _SELECTION_FIELDS if getattr(config, f) != getattr(self.config, f)]
+        if changed:
+            raise ValueError(f"with_config cannot change the record selection ({changed}).")
+        return dataclasses.replace(self, config=config)
 
 
-# ---- Public API ------------------------------------------------------------------------
+def plan(config):
+    """The `DataPlan` of `config`: opens the source and reads every label once.
 
-
-def describe(config):
-    """Classes and image counts of `config`, without decoding images.
-
-    A TFDS data set must be prepared in `config.data_dir` (nothing is downloaded); its
-    class names come from the `label` ClassLabel feature and the counts from reading the
-    label of every record of the split once.
-
-    Args:
-      config: a `DataConfig`.
-
-    Returns:
-      A `DataInfo` (after the class subset and the per-class cap).
+    A TFDS data set must be prepared in `config.data_dir` (nothing is downloaded).
 
     Raises:
       DataError: unknown data set or split, data set not prepared, missing folder, or
         class ids out of range.
     """
-    return _describe(config)[-1]
-
-
-def _describe(config):
-    source = _open(config)
+    source = data_sources.open_source(config)
     classes = _classes(config, source)
-    labels = source.labels if source.labels is not None else _tfds_labels(config, source)
-    return source, classes, labels, _info(config, source, classes, labels)
+    labels = data_sources.read_labels(config, source)
+    keep, new_labels = _select(config, classes, len(source.class_names), labels)
+    counts = np.bincount(new_labels[keep], minlength=len(classes)).tolist()
+    info = DataInfo(
+        num_classes=len(classes),
+        class_names=[source.class_names[c] for c in classes],
+        counts=counts,
+        num_examples=int(sum(counts)),
+    )
+    return DataPlan(config, source, classes, labels, keep, new_labels, info)
+
+
+def _plan_of(config_or_plan):
+    if isinstance(config_or_plan, DataPlan):
+        return config_or_plan
+    return plan(config_or_plan)
+
+
+def describe(config):
+    """Classes and image counts of `config` (a `DataConfig` or `DataPlan`), without
+    decoding images: a `DataInfo` after the class subset and the per-class cap."""
+    return _plan_of(config).info
 
 
 def validate(config, expected_num_classes=None):
     """Checks everything about `config` that can be checked before training.
 
-    Beyond `describe`: every kept class has images, the class count matches the model's,
+    Beyond `plan`: every kept class has images, the class count matches the model's,
     and (image folders) every kept file decodes. TFDS records are trusted.
 
     Args:
-      config: a `DataConfig`.
+      config: a `DataConfig`, or a `DataPlan` (not re-read).
       expected_num_classes: number of classes of the model to be trained, or None.
 
     Returns:
-      The `DataInfo` of `config`.
+      The validated `DataPlan` (it has the `DataInfo` fields: num_classes, counts, ...).
 
     Raises:
       DataError: the first problem found, naming the class, file or count and the fix.
     """
-    source, classes, labels, info = _describe(config)
+    data_plan = _plan_of(config)
+    config, info = data_plan.config, data_plan.info
     if expected_num_classes is not None and expected_num_classes != info.num_classes:
         raise DataError(
             f"The model has {expected_num_classes} classes but the data has "
             f"{info.num_classes}; set --classes to {expected_num_classes} class ids or "
             f"--num_classes={info.num_classes}."
         )
+    if data_plan.validated:
+        return data_plan
     for new_label, count in enumerate(info.counts):
         if count:
             continue
-        if source.paths is not None:
+        if data_plan.source.paths is not None:
             class_dir = os.path.join(config.image_folder, info.class_names[new_label])
             raise DataError(
                 f"Class folder {class_dir} has no images "
-                f"({' '.join(IMAGE_EXTENSIONS)}): add images or remove the folder."
+                f"({' '.join(data_sources.IMAGE_EXTENSIONS)}): add images or remove the folder."
             )
         raise DataError(
-            f"Class {classes[new_label]} ({info.class_names[new_label]!r}) has no images in "
-            f"split {config.split!r} of {config.dataset!r}: drop it from --classes."
+            f"Class {data_plan.classes[new_label]} ({info.class_names[new_label]!r}) has no "
+            f"images in split {config.split!r} of {config.dataset!r}: drop it from --classes."
         )
-    if source.paths is not None:
-        keep, _ = _select(config, classes, len(source.class_names), labels)
-        for path in np.asarray(source.paths, dtype=object)[keep]:
-            _check_image_file(path)
-    return info
-
-
-def _check_image_file(path):
-    try:
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    except tf.errors.OpError as e:
-        raise DataError(
-            f"Cannot read image {path} ({type(e).__name__}: {e.message}): replace or remove "
-            "the file (JPEG, PNG, BMP or GIF)."
-        ) from None
-    if image.shape[0] == 0 or image.shape[1] == 0:
-        raise DataError(f"Image {path} is empty ({image.shape}): replace or remove the file.")
+    if data_plan.source.paths is not None:
+        for path in np.asarray(data_plan.source.paths, dtype=object)[data_plan.keep]:
+            data_sources.check_image_file(path)
+    return dataclasses.replace(data_plan, validated=True)
 
 
 def preprocess(encoded, resolution):
@@ -416,14 +312,13 @@ def make_dataset(config, batch_size, input_context=None, repeat=True, shuffle=Tr
     """The training input pipeline of `config`.
 
     Order of operations: records in a fixed order (TFDS files in order, folder files
-    sorted) -> class subset, remap and per-class cap (see `describe`; for TFDS the cap
-    reads every label once first) -> shard by input pipeline -> shuffle (seeded) ->
+    sorted) -> class subset, remap and per-class cap (the plan's) -> shard by input pipeline -> shuffle (seeded) ->
     repeat -> (skip) -> decode, centre crop, resize, [-1, 1], seeded flip -> batch ->
     prefetch. Each example's flip is drawn statelessly from (seed, pipeline id, position
     in the stream), so a run is reproducible and its iterator can be checkpointed.
 
     Args:
-      config: a `DataConfig`.
+      config: a `DataPlan` (its labels are not read again) or a `DataConfig`.
       batch_size: global batch size; with `input_context`, each pipeline yields
         `input_context.get_per_replica_batch_size(batch_size)` examples per batch.
       input_context: a `tf.distribute.InputContext`, as passed by
@@ -442,9 +337,9 @@ def make_dataset(config, batch_size, input_context=None, repeat=True, shuffle=Tr
     Raises:
       DataError: as `describe`, or when the batch size does not split over the replicas.
     """
-    source = _open(config)
-    classes = _classes(config, source)
-    table = _remap_table(classes, len(source.class_names))
+    data_plan = _plan_of(config)
+    config, source = data_plan.config, data_plan.source
+    table = _remap_table(data_plan.classes, len(source.class_names))
     pipeline_id, num_pipelines = 0, 1
     if input_context is not None:
         pipeline_id = input_context.input_pipeline_id
@@ -455,16 +350,16 @@ def make_dataset(config, batch_size, input_context=None, repeat=True, shuffle=Tr
             raise DataError(f"{e}: make the batch size a multiple of the replicas.") from None
 
     if source.paths is not None:
-        keep, new_labels = _select(config, classes, len(table), source.labels)
+        keep, new_labels = data_plan.keep, data_plan.new_labels
         paths = np.asarray(source.paths, dtype=object)[keep].astype(str)
         ds = tf.data.Dataset.from_tensor_slices((paths, new_labels[keep]))
         ds = _shard(ds, num_pipelines, pipeline_id)
         num_examples = len(paths)
         load = tf.io.read_file
     else:
-        ds = _tfds_records(config, source.builder)
+        ds = data_sources.tfds_records(config, source.builder)
         if config.images_per_class is not None:
-            keep, _ = _select(config, classes, len(table), _tfds_labels(config, source))
+            keep = data_plan.keep
             keep_table = tf.constant(keep)
             ds = ds.enumerate().filter(lambda i, record: tf.gather(keep_table, i))
             ds = ds.map(lambda i, record: record)

@@ -1,6 +1,6 @@
 """Import DeepMind's TF-Hub BigGAN generators (`deepmind/biggan-{128,256,512}/2`).
 
-The module's `variables/variables` checkpoint is read by key (BIGGAN_TFHUB_LAYOUT.md §2):
+The module's `variables/variables` checkpoint is read by key (docs/tfhub_layout.md §2):
 EMA weights (`<key>/ema_b999900`, falling back to the bare key), the spectral-norm
 vectors `u0` and the standing BN statistics (used as stored, never divided by the
 counter, so outputs equal the hub's at truncation 1.0). The architecture is inferred
@@ -9,7 +9,6 @@ one `HubImportError` before any variable is assigned.
 """
 
 import dataclasses
-import hashlib
 import os
 import re
 
@@ -17,13 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import errors
+from tf_cgan_transfer import tfhub
 
 EMA_SUFFIX = "ema_b999900"
-TFHUB_URL = "https://tfhub.dev/"
+# The resolution in the name of DeepMind's handles (deepmind/biggan-256/2).
+_HANDLE_RESOLUTION = re.compile(r"/biggan-(128|256|512)/\d+/?$")
 _BLOCK_KEY = re.compile(r"^Generator/(GBlock(?:_(\d+))?)/conv0/w(?:/.*)?$")
 
 
-class HubImportError(ValueError):
+class HubImportError(errors.UserError, ValueError):
     """The handle or module cannot be imported; the message says why and what to do."""
 
 
@@ -37,43 +39,19 @@ class ImportReport:
     ignored_keys: list
 
 
-def _download_help(url):
-    cache_dir = os.environ.get("TFHUB_CACHE_DIR", "<TFHUB_CACHE_DIR>")
-    cached = os.path.join(cache_dir, hashlib.sha1(url.encode("utf8")).hexdigest())
-    return (
-        f"On a machine with internet, download {url}?tf-hub-format=compressed, unpack "
-        f"the archive, and either pass that directory as the handle or put its contents "
-        f"in {cached} (the TF-Hub cache path for this handle) with TFHUB_CACHE_DIR set."
-    )
-
-
 def resolve_module(handle):
     """Returns a local module directory for a TF-Hub handle or a local path.
 
-    Accepts a directory, a `https://tfhub.dev/...` URL (resolved through the TF-Hub
-    cache, `TFHUB_CACHE_DIR`), or a short handle such as `deepmind/biggan-128/2`.
+    Accepts a directory, a `https://tfhub.dev/...` URL or a short handle such as
+    `deepmind/biggan-128/2` (both through the TF-Hub cache; see `tfhub.resolve`).
     """
-    if not handle:
-        raise HubImportError("No module handle given: pass a TF-Hub handle or a module directory.")
-    handle = str(handle)
-    if tf.io.gfile.isdir(handle):
-        path = handle
-    elif re.match(r"^(https?|gs)://", handle) or re.match(r"^[\w.-]+/[\w.-]+/\d+$", handle):
-        url = handle if "://" in handle else TFHUB_URL + handle
-        import tensorflow_hub as hub  # deferred: only needed for remote handles
-
-        try:
-            path = hub.resolve(url)
-        except Exception as e:  # hub raises several types for network/cache failures
-            raise HubImportError(
-                f"Could not fetch TF-Hub module {url} ({type(e).__name__}: {e}). "
-                + _download_help(url)
-            ) from e
-    else:
-        raise HubImportError(
-            f"{handle!r} is neither an existing directory nor a TF-Hub handle "
-            "(e.g. https://tfhub.dev/deepmind/biggan-128/2 or deepmind/biggan-128/2)."
-        )
+    path, _ = tfhub.resolve(
+        handle,
+        "TF-Hub module",
+        "the handle (--source, --module)",
+        "https://tfhub.dev/deepmind/biggan-128/2 or deepmind/biggan-128/2",
+        error=HubImportError,
+    )
     index = os.path.join(path, "variables", "variables.index")
     if not tf.io.gfile.exists(index):
         raise HubImportError(
@@ -81,6 +59,22 @@ def resolve_module(handle):
             "unpacked module (tfhub_module.pb, saved_model.pb, variables/)."
         )
     return path
+
+
+def read_shapes(path):
+    """`(checkpoint reader, {key: shape})` of a resolved module directory."""
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    return reader, reader.get_variable_to_shape_map()
+
+
+def resolution_without_download(handle):
+    """A module's resolution from a local directory's shapes or a known handle's name;
+    None when neither tells (nothing is fetched)."""
+    handle = str(handle)
+    if tf.io.gfile.isdir(handle):
+        return infer_config(read_shapes(resolve_module(handle))[1])["resolution"]
+    match = _HANDLE_RESOLUTION.search(handle)
+    return int(match.group(1)) if match else None
 
 
 def _lookup(shapes, key, ema):
@@ -165,7 +159,7 @@ def variable_table(generator):
     table = [(generator.linear.kernel, "linear/w", True)]
     table += _sn_entries(generator.G_linear, "Generator/G_Z/G_linear")
     for i, block in enumerate(generator.blocks):
-        scope = f"Generator/{biggan._block_name('GBlock', i)}"
+        scope = f"Generator/{biggan.block_name('GBlock', i)}"
         for name in ("conv0", "conv1", "conv_sc"):
             table += _sn_entries(getattr(block, name), f"{scope}/{name}")
         for bn_name, stats_name in (
@@ -230,8 +224,7 @@ def load_generator(handle):
       `biggan.accumulate_standing_stats` for other truncations).
     """
     path = resolve_module(handle)
-    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-    shapes = reader.get_variable_to_shape_map()
+    reader, shapes = read_shapes(path)
     config = infer_config(shapes)
     generator = biggan.Generator(**config).build_weights()
     values = _read_values(reader, shapes, variable_table(generator))

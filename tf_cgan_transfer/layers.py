@@ -1,7 +1,7 @@
-"""BigGAN building blocks as Keras layers.
+"""BigGAN building blocks as Keras layers: spectral norm, standing BN, self-attention.
 
-Everything here follows ../shared/BIGGAN_TFHUB_LAYOUT.md so that TF-Hub BigGAN weights
-load without transposes: dense kernels are (in, out), conv kernels HWIO, and spectral
+Everything here follows docs/tfhub_layout.md so that TF-Hub BigGAN weights load without
+transposes: dense kernels are (in, out), conv kernels HWIO, and spectral
 normalisation divides the stored raw weight by sigma at every call (sigma from one
 power iteration from the stored `u`, eps 1e-4 inside the rsqrt).
 
@@ -29,7 +29,7 @@ def build_sublayer(layer, input_shape):
 
 
 def spectral_normalize(kernel, u, epsilon=1e-4):
-    """One power iteration from `u`, as the TF-Hub BigGAN graph does it.
+    """One power iteration from `u`, as the TF-Hub BigGAN graph does it (docs/tfhub_layout.md §4).
 
     Args:
       kernel: weight of any rank; the last axis is the output axis.
@@ -284,84 +284,6 @@ class StandingBatchNorm(tf.keras.layers.Layer):
         return config
 
 
-def _broadcast_channels(v, rank):
-    """`[B, C]` -> `[B, 1, ..., 1, C]` to broadcast over a rank-`rank` activation."""
-    return tf.reshape(v, [tf.shape(v)[0]] + [1] * (rank - 2) + [v.shape[-1]])
-
-
-def _normalize_with(bn, x, gain, bias, training, accumulate):
-    """`bn`'s normalisation of x with per-example `gain`/`bias` `[B, C]` (conditional BNs)."""
-    rank = x.shape.rank
-    mean, var = bn.moments(x, training, accumulate)
-    return bn.normalize(
-        x, mean, var, _broadcast_channels(gain, rank), _broadcast_channels(bias, rank)
-    )
-
-
-@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
-class ConditionalBatchNorm(tf.keras.layers.Layer):
-    """BigGAN's class-conditional BN (the hub's `HyperBN`).
-
-    Call: `x [B, H, W, C]`, `z_chunk [B, dz]` or None, `class_code [B, d]` ->
-    `[B, H, W, C]` computing `BN(x) * (1 + c W_gain) + c W_bias`.
-
-    Two parameterisations, as in BigGAN:
-    * `shared_embedding=True` (hub BigGANs): `class_code` is the shared class embedding,
-      `c = [z_chunk ; class_code]` and `gamma`/`beta` are spectrally normalised linear
-      maps without bias (rows ordered z first, like the hub).
-    * `shared_embedding=False` (CIFAR-style): `class_code` is the one-hot label and the
-      gain/bias come from this layer's own per-class tables `gamma`/`beta` `[K, C]`
-      (an embedding lookup; no SN, no z).
-
-    Statistics live in the `bn` sublayer (the hub's `CrossReplicaBN`).
-    """
-
-    def __init__(self, shared_embedding=True, epsilon=1e-4, sn_epsilon=1e-4, **kwargs):
-        super().__init__(**kwargs)
-        self.shared_embedding = shared_embedding
-        self.epsilon = epsilon
-        self.sn_epsilon = sn_epsilon
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        if self.shared_embedding:
-            sn = dict(use_bias=False, epsilon=self.sn_epsilon, dtype=FLOAT32)
-            self.gamma = SNDense(channels, name="gamma", **sn)
-            self.beta = SNDense(channels, name="beta", **sn)
-        else:
-            # Gains start at 1 + 0 and biases at 0: the BN starts as the identity affine.
-            table = dict(use_bias=False, kernel_initializer="zeros", dtype=FLOAT32)
-            self.gamma = tf.keras.layers.Dense(channels, name="gamma", **table)
-            self.beta = tf.keras.layers.Dense(channels, name="beta", **table)
-        self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
-        build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
-        super().build(input_shape)
-
-    def conditioning(self, z_chunk, class_code):
-        """The conditioning row `c` fed to the gain and bias projections."""
-        if not self.shared_embedding or z_chunk is None:
-            return class_code
-        return tf.concat([z_chunk, class_code], axis=-1)
-
-    def gain_and_bias(self, z_chunk, class_code, training=False):
-        """Per-example `(gain, bias)`, float32 `[B, C]` each."""
-        c = tf.cast(self.conditioning(z_chunk, class_code), tf.float32)
-        if self.shared_embedding:
-            return 1.0 + self.gamma(c, training=training), self.beta(c, training=training)
-        return 1.0 + self.gamma(c), self.beta(c)
-
-    def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
-        gain, bias = self.gain_and_bias(z_chunk, class_code, training)
-        return _normalize_with(self.bn, x, gain, bias, training, accumulate)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            shared_embedding=self.shared_embedding, epsilon=self.epsilon, sn_epsilon=self.sn_epsilon
-        )
-        return config
-
-
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
 class SelfAttention(tf.keras.layers.Layer):
     """BigGAN's non-local block: `[B, H, W, C] -> [B, H, W, C]` (H, W even, C % 8 == 0).
@@ -405,122 +327,4 @@ class SelfAttention(tf.keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(sn_epsilon=self.sn_epsilon)
-        return config
-
-
-@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
-class KnowledgePropagationBatchNorm(tf.keras.layers.Layer):
-    """Conditional BN for new classes as mixtures of old ones (cGANTransfer, METHOD.md).
-
-    Call: `x [B, H, W, C]`, `z_chunk [B, dz]` or None, `class_code [B, N]` (one-hot over
-    the N new classes) -> `[B, H, W, C]` computing `BN(x) * gain + bias` with
-
-        gain = 1 + A_gamma(y) P_gamma + z Wz_gamma + y R_gamma
-        bias =     A_beta(y)  P_beta  + z Wz_beta  + y R_beta
-
-    Weights (row layouts, i.e. the transposes of METHOD.md's column notation):
-      P_gamma, P_beta `[K, C]`: row k is old class k's gain/bias offset (prior knowledge).
-      Wz_gamma, Wz_beta `[dz, C]`: the pretrained z part (only when `z_dim > 0`).
-      A_gamma, A_beta: spectrally normalised dense N -> K with bias, orthogonal init;
-        `A(y)` are the new class's mixture weights over the old classes.
-      R_gamma, R_beta `[N, C]`: per-new-class residuals, zero (default) or orthogonal.
-    With `use_mixture=False` there is no P and no A (the BN-only baseline: new per-class
-    gains/biases `R` learned from scratch on top of the pretrained z part).
-
-    Args:
-      num_old_classes: K. num_new_classes: N. z_dim: width of the z chunk (0: none).
-      use_mixture: include P and A. residual_init: 'zeros' or 'orthogonal'.
-      epsilon, sn_epsilon: BN and spectral-norm epsilons (1e-4 like the hub).
-    """
-
-    RESIDUAL_INITS = ("zeros", "orthogonal")
-
-    def __init__(
-        self,
-        num_old_classes,
-        num_new_classes,
-        z_dim=0,
-        use_mixture=True,
-        residual_init="zeros",
-        epsilon=1e-4,
-        sn_epsilon=1e-4,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if residual_init not in self.RESIDUAL_INITS:
-            raise ValueError(
-                f"Unknown residual_init {residual_init!r}; use one of {self.RESIDUAL_INITS}."
-            )
-        self.num_old_classes = num_old_classes
-        self.num_new_classes = num_new_classes
-        self.z_dim = z_dim
-        self.use_mixture = use_mixture
-        self.residual_init = residual_init
-        self.epsilon = epsilon
-        self.sn_epsilon = sn_epsilon
-
-    def build(self, input_shape):
-        channels = int(input_shape[-1])
-        k, n = self.num_old_classes, self.num_new_classes
-        weight = lambda name, shape, init: self.add_weight(
-            name, shape=shape, initializer=init, experimental_autocast=False
-        )
-        self.P_gamma = self.P_beta = self.A_gamma = self.A_beta = None
-        if self.use_mixture:
-            self.P_gamma = weight("P_gamma", [k, channels], "zeros")
-            self.P_beta = weight("P_beta", [k, channels], "zeros")
-            sn = dict(
-                use_bias=True,
-                epsilon=self.sn_epsilon,
-                kernel_initializer="orthogonal",
-                dtype=FLOAT32,
-            )
-            self.A_gamma = SNDense(k, name="A_gamma", **sn)
-            self.A_beta = SNDense(k, name="A_beta", **sn)
-            build_sublayer(self.A_gamma, [None, n])
-            build_sublayer(self.A_beta, [None, n])
-        self.Wz_gamma = self.Wz_beta = None
-        if self.z_dim:
-            self.Wz_gamma = weight("Wz_gamma", [self.z_dim, channels], "zeros")
-            self.Wz_beta = weight("Wz_beta", [self.z_dim, channels], "zeros")
-        self.R_gamma = weight("R_gamma", [n, channels], self.residual_init)
-        self.R_beta = weight("R_beta", [n, channels], self.residual_init)
-        self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
-        build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
-        super().build(input_shape)
-
-    def mixture_weights(self, y, training=False):
-        """`(w_gamma, w_beta)`, each `[B, K]`: the old-class mixtures of classes `y`."""
-        return self.A_gamma(y, training=training), self.A_beta(y, training=training)
-
-    def gain_and_bias(self, z_chunk, class_code, training=False):
-        """Per-example `(gain, bias)`, float32 `[B, C]` each."""
-        y = tf.cast(class_code, tf.float32)
-        gain = 1.0 + tf.matmul(y, self.R_gamma)
-        bias = tf.matmul(y, self.R_beta)
-        if self.use_mixture:
-            w_gamma, w_beta = self.mixture_weights(y, training)
-            gain += tf.matmul(w_gamma, self.P_gamma)
-            bias += tf.matmul(w_beta, self.P_beta)
-        if self.z_dim:
-            z = tf.cast(z_chunk, tf.float32)
-            gain += tf.matmul(z, self.Wz_gamma)
-            bias += tf.matmul(z, self.Wz_beta)
-        return gain, bias
-
-    def call(self, x, z_chunk=None, class_code=None, training=False, accumulate=False):
-        gain, bias = self.gain_and_bias(z_chunk, class_code, training)
-        return _normalize_with(self.bn, x, gain, bias, training, accumulate)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_old_classes=self.num_old_classes,
-            num_new_classes=self.num_new_classes,
-            z_dim=self.z_dim,
-            use_mixture=self.use_mixture,
-            residual_init=self.residual_init,
-            epsilon=self.epsilon,
-            sn_epsilon=self.sn_epsilon,
-        )
         return config

@@ -1,4 +1,4 @@
-"""GAN losses and the transfer regularisers (METHOD.md).
+"""GAN losses and the transfer regularisers (docs/method.md §4).
 
 Losses take per-example logits and reduce by `global_batch_size` when given (sum / global
 batch, the right scaling inside `strategy.run`, where gradients are summed across
@@ -7,7 +7,7 @@ replicas) or by the local mean otherwise.
 
 import tensorflow as tf
 
-from tf_cgan_transfer import layers
+from tf_cgan_transfer import conditional_bn
 
 
 def _reduce(per_example, global_batch_size):
@@ -28,14 +28,6 @@ def generator_hinge_loss(fake_logits, global_batch_size=None):
     return _reduce(-tf.cast(fake_logits, tf.float32), global_batch_size)
 
 
-def _kp_layers(generator):
-    return [
-        bn
-        for bn in generator.conditional_batch_norms()
-        if isinstance(bn, layers.KnowledgePropagationBatchNorm)
-    ]
-
-
 def mixture_l1(generator):
     """Sum over every A (gain and bias mixtures, all layers) of mean|kernel| + mean|bias|.
 
@@ -44,7 +36,7 @@ def mixture_l1(generator):
     """
     terms = [
         tf.reduce_mean(tf.abs(v))
-        for bn in _kp_layers(generator)
+        for bn in conditional_bn.knowledge_propagating(generator)
         if bn.use_mixture
         for a in (bn.A_gamma, bn.A_beta)
         for v in (a.kernel, a.bias)
@@ -56,7 +48,7 @@ def residual_l2(generator):
     """Sum over every residual R (gain and bias, all layers) of mean(R^2)."""
     terms = [
         tf.reduce_mean(tf.square(r))
-        for bn in _kp_layers(generator)
+        for bn in conditional_bn.knowledge_propagating(generator)
         for r in (bn.R_gamma, bn.R_beta)
     ]
     return tf.add_n(terms) if terms else tf.constant(0.0)

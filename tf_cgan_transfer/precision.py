@@ -86,8 +86,3 @@ def policy_scope(name):
         yield
     finally:
         tf.keras.mixed_precision.set_global_policy(previous)
-
-
-def compute_dtype(model):
-    """The dtype a model's layers compute in (`float32`, `bfloat16` or `float16`)."""
-    return tf.as_dtype(model.compute_dtype)

@@ -3,31 +3,30 @@ r"""Trains a BigGAN on new classes (or from scratch): the project's main command
   python -m tf_cgan_transfer.train --flagfile=configs/flowers.flags
 
 Every flag is validated before any work, so a bad flagfile fails at once. The run lives
-under --model_dir: `ckpt/` (checkpoints), `samples/*.png`, TensorBoard events,
+under --model_dir (`model_io.RunLayout`): `ckpt/`, `samples/*.png`, TensorBoard events,
 `flags.txt` (the resolved flags, reusable as a flagfile), `config.json`, and at the end
-`models/` (G and D; a kp_bn 'ft' stage resumes from it) and `models_ema/`.
-Flags after --flagfile override it.
+`models/` (G and D; a kp_bn 'ft' stage resumes from it), `models_ema/` and, for kp_bn,
+`class_affinity.{json,txt}`. Flags after --flagfile override it.
 """
 
 import dataclasses
-import os
+import json
 import sys
 
-from absl import app
 from absl import flags
 from absl import logging
+import tensorflow as tf
 
-from tf_cgan_transfer import biggan
+from tf_cgan_transfer import cli
 from tf_cgan_transfer import data
-from tf_cgan_transfer import evaluate
+from tf_cgan_transfer import distribute
+from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
-FLAGS = flags.FLAGS
 
-
-def define_flags(fv=FLAGS):
+def define_flags(fv):
     """Defines the training flags on `fv` (a FlagValues; tests pass a fresh one)."""
     # ---- Run ----------------------------------------------------------------------------
     flags.DEFINE_string(
@@ -86,35 +85,13 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_float("l1_scale", 0.01, "Weight of the L1 term on the mixtures A.", flag_values=fv)
     flags.DEFINE_float("l2_scale", 0.1, "Weight of the L2 term on the residuals R.", flag_values=fv)
     # ---- Data ---------------------------------------------------------------------------
-    flags.DEFINE_string(
-        "dataset",
-        None,
-        "TFDS name (oxford_flowers102, cifar100, cgan_demo_shapes) or 'folder'.",
-        flag_values=fv,
-    )
-    flags.DEFINE_string("split", "train", "TFDS split.", flag_values=fv)
-    flags.DEFINE_string("data_dir", None, "TFDS data_dir (None: TFDS default).", flag_values=fv)
-    flags.DEFINE_string(
-        "image_folder",
-        None,
-        "--dataset=folder: root with one sub-folder of images per class.",
-        flag_values=fv,
-    )
-    flags.DEFINE_list(
-        "classes",
-        None,
-        "Subset of source class ids, remapped to 0..N-1 (None: all).",
-        flag_values=fv,
-    )
-    flags.DEFINE_integer(
-        "images_per_class", None, "Cap on images per class (None: all).", flag_values=fv
-    )
+    cli.define_data_flags(fv, "train", "Training data")
     flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=fv)
     flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer (examples).", flag_values=fv)
     flags.DEFINE_integer(
         "resolution",
         None,
-        "Image resolution (None: the source model's; required for scratch " "without --source).",
+        "Image resolution (None: the source model's; required for scratch without --source).",
         flag_values=fv,
     )
     # ---- Architecture (--method=scratch without --source) --------------------------------
@@ -152,7 +129,11 @@ def define_flags(fv=FLAGS):
     flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages.", flag_values=fv)
     # ---- Infrastructure -----------------------------------------------------------------
     flags.DEFINE_enum(
-        "strategy", "default", list(trainer.STRATEGIES), "tf.distribute strategy.", flag_values=fv
+        "strategy",
+        "default",
+        list(distribute.STRATEGIES),
+        "tf.distribute strategy.",
+        flag_values=fv,
     )
     flags.DEFINE_string("tpu", None, "TPU address (--strategy=tpu).", flag_values=fv)
     flags.DEFINE_enum(
@@ -211,17 +192,10 @@ def define_flags(fv=FLAGS):
     )
     flags.mark_flag_as_required("model_dir", flag_values=fv)
     flags.mark_flag_as_required("dataset", flag_values=fv)
-
     flags.register_multi_flags_validator(
         ["method", "source", "resolution"],
         lambda f: f["source"] is not None or (f["method"] == "scratch" and f["resolution"]),
         "--source is required unless --method=scratch with --resolution.",
-        flag_values=fv,
-    )
-    flags.register_multi_flags_validator(
-        ["dataset", "image_folder"],
-        lambda f: (f["dataset"] == "folder") == (f["image_folder"] is not None),
-        "--image_folder goes with --dataset=folder (and --dataset=folder needs it).",
         flag_values=fv,
     )
     for name in (
@@ -239,49 +213,19 @@ def define_flags(fv=FLAGS):
     flags.register_validator(
         "ema_decay", lambda v: 0.0 <= v < 1.0, "--ema_decay must be in [0, 1).", flag_values=fv
     )
-    flags.register_validator(
-        "classes",
-        _valid_classes,
-        "--classes must be a list of distinct non-negative integers.",
-        flag_values=fv,
-    )
 
 
-def _valid_classes(value):
-    if value is None:
-        return True
-    try:
-        ids = [int(v) for v in value]
-    except ValueError:
-        return False
-    return all(i >= 0 for i in ids) and len(set(ids)) == len(ids)
-
-
-def config_from_flags(fv=FLAGS):
-    """The typed `TrainConfig` of parsed flags; raises `app.UsageError` on bad combinations."""
+def config_from_flags(fv):
+    """The typed `TrainConfig` of parsed flags; raises a `UserError` on bad combinations."""
     method, stage = fv.method, fv.stage
-    try:
-        transfer.TransferConfig(method, 1, stage=stage, residual_init=fv.residual_init).validate()
-    except transfer.TransferError as e:
-        raise app.UsageError(str(e)) from e
-    if method == "kp_bn" and (stage or "bn") == "ft" and not fv.bn_checkpoint:
-        raise app.UsageError(
+    transfer.check_method(method, stage, fv.residual_init)
+    if method == "kp_bn" and transfer.resolve_stage(method, stage) == "ft" and not fv.bn_checkpoint:
+        raise transfer.TransferError(
             "--stage=ft of kp_bn needs --bn_checkpoint (the bn stage's model_dir)."
         )
-    resolution = fv.resolution
-    if resolution is None:
-        resolution = _source_resolution(fv.source, fv.bn_checkpoint)
-    data_config = data.DataConfig(
-        dataset=fv.dataset,
-        resolution=resolution,
-        split=fv.split,
-        data_dir=fv.data_dir,
-        image_folder=fv.image_folder,
-        classes=tuple(int(c) for c in fv.classes) if fv.classes else None,
-        images_per_class=fv.images_per_class,
-        flip=fv.flip,
-        seed=fv.seed,
-        shuffle_buffer=fv.shuffle_buffer,
+    resolution = fv.resolution or _source_resolution(fv.source, fv.bn_checkpoint)
+    data_config = cli.data_config(
+        fv, resolution, flip=fv.flip, seed=fv.seed, shuffle_buffer=fv.shuffle_buffer
     )
     return trainer.TrainConfig(
         model_dir=fv.model_dir,
@@ -292,8 +236,7 @@ def config_from_flags(fv=FLAGS):
         bn_checkpoint=fv.bn_checkpoint,
         residual_init=fv.residual_init,
         freeze_d_blocks=fv.freeze_d_blocks,
-        architecture=trainer.ArchitectureConfig(
-            resolution=resolution,
+        architecture=transfer.ArchitectureConfig(
             ch=fv.ch,
             dim_z=fv.dim_z,
             shared_dim=fv.shared_dim,
@@ -335,74 +278,51 @@ def config_from_flags(fv=FLAGS):
     )
 
 
-_HUB_RESOLUTION = {"biggan-128": 128, "biggan-256": 256, "biggan-512": 512}
-
-
 def _source_resolution(source, bn_checkpoint):
-    """The source's resolution without loading weights (config JSON, hub name or shapes)."""
-    for directory in (bn_checkpoint and biggan.find_models_dir(bn_checkpoint), source):
-        if directory and os.path.exists(os.path.join(directory, biggan.GENERATOR_CONFIG_FILE)):
-            return biggan.read_config(directory)["resolution"]
-    for name, resolution in _HUB_RESOLUTION.items():
-        if source and f"/{name}/" in source + "/":
+    """The source's resolution from its config, module shapes or handle name (no download)."""
+    for candidate in (bn_checkpoint, source):
+        resolution = candidate and model_io.source_resolution(candidate)
+        if resolution:
             return resolution
-    if source and os.path.isdir(source):
-        import tensorflow as tf  # local: only to read a module's variable shapes
-
-        from tf_cgan_transfer import hub_import
-
-        path = hub_import.resolve_module(source)
-        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
-        return hub_import.infer_config(reader.get_variable_to_shape_map())["resolution"]
-    raise app.UsageError("Cannot tell the source's resolution: pass --resolution.")
+    raise transfer.TransferError("Cannot tell the source's resolution: pass --resolution.")
 
 
-def flag_lines(fv=FLAGS):
-    """The resolved training flags as flagfile lines."""
-    module_flags = fv.get_flags_for_module(sys.modules[__name__])
-    return [
-        f.serialize() for f in sorted(module_flags, key=lambda f: f.name) if f.value is not None
-    ]
+def flag_lines(fv):
+    """The resolved training flags (this module's and the shared data flags) as flagfile lines."""
+    module_flags = {
+        f.name: f
+        for module in (sys.modules[__name__], cli)
+        for f in fv.get_flags_for_module(module)
+    }
+    return [f.serialize() for _, f in sorted(module_flags.items()) if f.value is not None]
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+def config_to_json(config):
+    return json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True, default=str)
+
+
+def main(fv):
     # First: MultiWorkerMirroredStrategy must configure collectives before any TF op runs.
-    strategy = trainer.make_strategy(FLAGS.strategy, FLAGS.tpu)
-    config = config_from_flags()
-    import tensorflow as tf
-
-    checkpoint_dir = os.path.join(config.model_dir, "ckpt")
-    if not FLAGS.resume and tf.train.latest_checkpoint(checkpoint_dir):
-        sys.exit(
-            f"error: {checkpoint_dir} already holds checkpoints and --noresume was given; "
+    strategy = distribute.make_strategy(fv.strategy, fv.tpu)
+    config = config_from_flags(fv)
+    layout = config.layout
+    if not fv.resume and layout.latest_checkpoint():
+        raise trainer.TrainingError(
+            f"{layout.ckpt_dir} already holds checkpoints and --noresume was given; "
             "choose another --model_dir (nothing was overwritten)."
         )
-    try:
-        if data.ensure_prepared(config.data):
-            logging.info("Generated the offline demo data set in %s", config.data.data_dir)
-        data.validate(config.data)
-    except data.DataError as e:
-        sys.exit(f"error: {e}")
-    trainer.write_flags_file(config.model_dir, flag_lines())
-    with tf.io.gfile.GFile(os.path.join(config.model_dir, "config.json"), "w") as f:
-        f.write(trainer.config_to_json(config))
-    logging.info("Config: %s", trainer.config_to_json(config))
-    try:
-        run = trainer.Trainer(config, strategy)
-        metrics = run.train()
-    except (
-        transfer.TransferError,
-        trainer.TrainingError,
-        data.DataError,
-        evaluate.ClassifierError,
-        evaluate.EvaluationError,
-    ) as e:
-        sys.exit(f"error: {e}")
+    if data.ensure_prepared(config.data):
+        logging.info("Generated the offline demo data set in %s", config.data.data_dir)
+    plan = data.validate(config.data)  # the one read of the labels
+    tf.io.gfile.makedirs(layout.root)
+    with tf.io.gfile.GFile(layout.flags_file, "w") as f:
+        f.write("\n".join(flag_lines(fv)) + "\n")
+    with tf.io.gfile.GFile(layout.config_file, "w") as f:
+        f.write(config_to_json(config))
+    logging.info("Config: %s", config_to_json(config))
+    metrics = trainer.Trainer(config, strategy, plan=plan).train()
     print(f"Finished {config.train_steps} steps in {config.model_dir}: {metrics}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    cli.run(main, define_flags)

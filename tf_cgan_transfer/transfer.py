@@ -1,7 +1,8 @@
 """Transfer a pretrained BigGAN to N new classes: the paper's method and its baselines.
 
 `build(config, source=...)` turns a pretrained generator (a TF-Hub module or one of our
-model directories) into the models of one method and stage (METHOD.md):
+model directories) into the models of one method and stage (docs/method.md §5), and is
+the only place that decides which variables a run trains:
 
 * `kp_bn`    knowledge propagation (the paper): each conditional BN becomes a
              `KnowledgePropagationBatchNorm` whose P and W^z start from the *effective*
@@ -12,23 +13,24 @@ model directories) into the models of one method and stage (METHOD.md):
 * `finetune` TransferGAN: start from the pretrained G (and D), train everything; the new
              classes' embedding rows are drawn at the scale of the old ones.
 * `freeze_d` finetune with D's first `freeze_d_blocks` blocks frozen (FreezeD).
-* `scratch`  the same architecture from random initialisation.
+* `scratch`  the same architecture from random initialisation; without a source, a
+             BigGAN of `ArchitectureConfig` (e.g. to pretrain a source of our own).
 
 D is fresh for hub sources (they ship none); for our own checkpoints it keeps the
 pretrained body with a fresh projection embedding for the N new classes.
 """
 
 import dataclasses
-import json
-import os
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
-from tf_cgan_transfer import hub_import
-from tf_cgan_transfer import layers
+from tf_cgan_transfer import conditional_bn
+from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import errors
+from tf_cgan_transfer import model_io
 
 METHODS = ("kp_bn", "bn_only", "finetune", "freeze_d", "scratch")
 # Stages each method has; the first is the default.
@@ -41,8 +43,38 @@ STAGES = {
 }
 
 
-class TransferError(ValueError):
+class TransferError(errors.UserError, ValueError):
     """A transfer request that cannot be built; the message says what to change."""
+
+
+def resolve_stage(method, stage=None):
+    """The stage a run of `method` trains: `stage`, or the method's first one."""
+    return stage or STAGES.get(method, ("",))[0]
+
+
+def check_method(method, stage=None, residual_init="zeros"):
+    """Raises a `TransferError` unless `method`, `stage` and `residual_init` go together."""
+    if method not in METHODS:
+        raise TransferError(f"Unknown method {method!r}; use one of {METHODS}.")
+    if resolve_stage(method, stage) not in STAGES[method]:
+        raise TransferError(
+            f"Method {method!r} has no stage {stage!r}; its stages are {STAGES[method]}."
+        )
+    inits = conditional_bn.KnowledgePropagationBatchNorm.RESIDUAL_INITS
+    if residual_init not in inits:
+        raise TransferError(f"Unknown residual_init {residual_init!r}; use one of {inits}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchitectureConfig:
+    """The BigGAN that `scratch` builds when there is no source model (`biggan.Generator`
+    arguments; the resolution is the data's)."""
+
+    ch: int = 64
+    dim_z: Optional[int] = None
+    shared_dim: int = 128
+    hierarchical_z: bool = True
+    attention_resolution: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,24 +102,13 @@ class TransferConfig:
 
     @property
     def resolved_stage(self):
-        return self.stage or STAGES.get(self.method, ("",))[0]
+        return resolve_stage(self.method, self.stage)
 
     def validate(self):
-        if self.method not in METHODS:
-            raise TransferError(f"Unknown method {self.method!r}; use one of {METHODS}.")
-        if self.resolved_stage not in STAGES[self.method]:
-            raise TransferError(
-                f"Method {self.method!r} has no stage {self.stage!r}; its stages are "
-                f"{STAGES[self.method]}."
-            )
+        check_method(self.method, self.stage, self.residual_init)
         if not isinstance(self.num_new_classes, (int, np.integer)) or self.num_new_classes < 1:
             raise TransferError(
                 f"num_new_classes must be an integer >= 1, got {self.num_new_classes!r}."
-            )
-        if self.residual_init not in layers.KnowledgePropagationBatchNorm.RESIDUAL_INITS:
-            raise TransferError(
-                f"Unknown residual_init {self.residual_init!r}; use one of "
-                f"{layers.KnowledgePropagationBatchNorm.RESIDUAL_INITS}."
             )
         if self.freeze_d_blocks < 0:
             raise TransferError(f"freeze_d_blocks must be >= 0, got {self.freeze_d_blocks}.")
@@ -99,24 +120,10 @@ class TransferModels:
     """The models of one method/stage and exactly the variables it trains."""
 
     generator: biggan.Generator
-    discriminator: biggan.Discriminator
+    discriminator: discriminator_lib.Discriminator
     g_variables: list
     d_variables: list
     config: TransferConfig
-
-
-def load_source(source):
-    """`(generator, discriminator or None)` from a model directory, a TF-Hub handle, a
-    pretrained `biggan.Generator` or a `(generator, discriminator)` pair in memory."""
-    if isinstance(source, biggan.Generator):
-        return source.build_weights(), None
-    if isinstance(source, tuple):
-        return source
-    directory = biggan.find_models_dir(str(source))  # a finished run stands for its models/
-    if directory:
-        return biggan.restore_models(directory)
-    generator, _ = hub_import.load_generator(source)
-    return generator, None
 
 
 def _check_resolution(generator, config, what):
@@ -214,7 +221,7 @@ def _new_discriminator(source_g, source_d, config):
             attention_resolution=source_g.attention_resolution,
         )
     d_config.update(num_classes=config.num_new_classes)
-    discriminator = biggan.Discriminator.from_config(d_config).build_weights()
+    discriminator = discriminator_lib.Discriminator.from_config(d_config).build_weights()
     if source_d is not None and config.method != "scratch":
         for src_block, dst_block in zip(source_d.blocks, discriminator.blocks):
             _copy(src_block, dst_block)
@@ -264,8 +271,8 @@ def trainable_variables(generator, discriminator, config):
 
 def _restore_bn_stage(bn_checkpoint, config):
     try:
-        generator, discriminator = biggan.restore_models(bn_checkpoint)
-    except FileNotFoundError as e:
+        generator, discriminator = model_io.load_models(bn_checkpoint)
+    except model_io.ModelError as e:
         raise TransferError(f"Cannot resume stage 'ft' from {bn_checkpoint!r}: {e}") from e
     if generator.conditioning != "kp_bn" or discriminator is None:
         raise TransferError(
@@ -281,15 +288,41 @@ def _restore_bn_stage(bn_checkpoint, config):
     return generator, discriminator
 
 
-def build(config, source=None, bn_checkpoint=None):
+def _scratch_models(config, architecture):
+    """A fresh BigGAN G and D of `architecture` at `config.resolution` (no source)."""
+    if not config.resolution:
+        raise TransferError("scratch without a source needs the resolution (TransferConfig).")
+    arch = architecture or ArchitectureConfig()
+    generator = biggan.Generator(
+        resolution=config.resolution,
+        ch=arch.ch,
+        num_classes=config.num_new_classes,
+        dim_z=arch.dim_z,
+        shared_dim=arch.shared_dim,
+        hierarchical_z=arch.hierarchical_z,
+        attention_resolution=arch.attention_resolution,
+    ).build_weights()
+    discriminator = discriminator_lib.Discriminator(
+        resolution=config.resolution,
+        ch=arch.ch,
+        num_classes=config.num_new_classes,
+        attention_resolution=generator.attention_resolution,
+    ).build_weights()
+    return generator, discriminator
+
+
+def build(config, source=None, bn_checkpoint=None, architecture=None):
     """Builds the models of `config` (a TransferConfig) and the variables they train.
 
     Args:
       config: what to build.
-      source: TF-Hub handle or module directory, one of our model directories
-        (`biggan.save_models`), or models in memory (see `load_source`); not needed for
-        kp_bn's 'ft' stage.
-      bn_checkpoint: for kp_bn stage 'ft', the model directory the 'bn' stage saved.
+      source: TF-Hub handle or module directory, one of our model or run directories,
+        or models in memory (see `model_io.load_source`); not needed for kp_bn's 'ft'
+        stage, nor for `scratch`, which then builds `architecture`.
+      bn_checkpoint: for kp_bn stage 'ft', the models directory (or run directory) the
+        'bn' stage saved.
+      architecture: for `scratch` without a source, an `ArchitectureConfig` (None: its
+        defaults).
 
     Returns:
       A `TransferModels`.
@@ -302,10 +335,12 @@ def build(config, source=None, bn_checkpoint=None):
                 "bn_checkpoint= (the directory the 'bn' stage saved its models to)."
             )
         generator, discriminator = _restore_bn_stage(bn_checkpoint, config)
+    elif config.method == "scratch" and source is None:
+        generator, discriminator = _scratch_models(config, architecture)
     else:
         if source is None:
             raise TransferError(f"Method {config.method!r} needs a source model (source=).")
-        source_g, source_d = load_source(source)
+        source_g, source_d = model_io.load_source(source)
         if source_g.conditioning != "biggan":
             raise TransferError(
                 f"The source is already a transferred ({source_g.conditioning}) generator; "
@@ -316,87 +351,3 @@ def build(config, source=None, bn_checkpoint=None):
         discriminator = _new_discriminator(source_g, source_d, config)
     g_vars, d_vars = trainable_variables(generator, discriminator, config)
     return TransferModels(generator, discriminator, g_vars, d_vars, config)
-
-
-def count(variables):
-    return int(sum(np.prod(v.shape) for v in variables))
-
-
-# ---- Class affinity -------------------------------------------------------------------
-
-
-def imagenet_class_names():
-    """The 1000 ImageNet (ILSVRC-2012) class ids in label order, as TFDS ships them.
-
-    BigGAN's class k is line k (WordNet ids such as n01440764, "tench").
-    """
-    import tensorflow_datasets as tfds  # deferred: heavy, only needed for reports
-
-    path = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012", "labels.txt")
-    with tf.io.gfile.GFile(path) as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def class_affinity(generator, top_k=5, old_names=None, new_names=None):
-    """For each new class, the old classes its learned mixtures weight most.
-
-    The score of old class k for new class n is A(y_n)[k] averaged over every
-    knowledge-propagating BN layer and over gain and bias. Returns a JSON-able dict.
-    """
-    layers_ = [
-        bn
-        for bn in generator.conditional_batch_norms()
-        if isinstance(bn, layers.KnowledgePropagationBatchNorm) and bn.use_mixture
-    ]
-    if not layers_:
-        raise TransferError("A class-affinity report needs a kp_bn generator.")
-    n, k = generator.num_classes, generator.num_source_classes
-    y = tf.eye(n)
-    scores = tf.add_n([w for bn in layers_ for w in bn.mixture_weights(y)]) / (2 * len(layers_))
-    scores = scores.numpy()
-    top_k = min(top_k, k)
-    classes = []
-    for new in range(n):
-        order = np.argsort(-scores[new], kind="stable")[:top_k]
-        classes.append(
-            dict(
-                new_class=new,
-                name=new_names[new] if new_names else None,
-                top=[
-                    dict(
-                        old_class=int(o),
-                        name=old_names[o] if old_names else None,
-                        score=float(scores[new, o]),
-                    )
-                    for o in order
-                ],
-            )
-        )
-    return dict(
-        num_new_classes=n, num_old_classes=k, num_layers=len(layers_), top_k=top_k, classes=classes
-    )
-
-
-def format_affinity(report):
-    """Readable text of a `class_affinity` report, one line per new class."""
-    lines = [
-        f"Class affinity: top {report['top_k']} of {report['num_old_classes']} old "
-        f"classes per new class (mean mixture weight over {report['num_layers']} BN layers)"
-    ]
-    for entry in report["classes"]:
-        label = entry["name"] or f"new class {entry['new_class']}"
-        tops = ", ".join(f"{t['name'] or t['old_class']} ({t['score']:+.3f})" for t in entry["top"])
-        lines.append(f"{label}: {tops}")
-    return "\n".join(lines) + "\n"
-
-
-def write_affinity_report(report, directory):
-    """Writes `class_affinity.json` and `class_affinity.txt`; returns their paths."""
-    tf.io.gfile.makedirs(directory)
-    json_path = os.path.join(directory, "class_affinity.json")
-    text_path = os.path.join(directory, "class_affinity.txt")
-    with tf.io.gfile.GFile(json_path, "w") as f:
-        json.dump(report, f, indent=2)
-    with tf.io.gfile.GFile(text_path, "w") as f:
-        f.write(format_affinity(report))
-    return json_path, text_path

@@ -1,0 +1,43 @@
+"""Tests of tf_cgan_transfer.discriminator: shapes, the projection head, block layout."""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import layers
+
+
+class DiscriminatorTest(tf.test.TestCase):
+    def test_shapes_per_resolution(self):
+        for resolution in biggan.RESOLUTIONS:
+            with self.subTest(resolution=resolution):
+                d = discriminator_lib.Discriminator(resolution, ch=8, num_classes=3)
+                logits = d((tf.zeros([2, resolution, resolution, 3]), tf.constant([0, 2])))
+                self.assertEqual(logits.shape, [2])
+                multipliers, down = discriminator_lib.D_CHANNELS[resolution]
+                self.assertEqual([b.out_channels for b in d.blocks], [8 * m for m in multipliers])
+                self.assertEqual([b.downsample for b in d.blocks], list(down))
+
+    def test_projection(self):
+        d = discriminator_lib.Discriminator(32, ch=8, num_classes=4)
+        x = tf.random.stateless_uniform([3, 32, 32, 3], [1, 2], -1, 1)
+        y = tf.constant([0, 3, 1])
+        logits = d((x, y))
+        phi = d.features(x)
+        embedding = d.embedding.normalized_kernel().numpy()
+        w, b = d.linear.normalized_kernel().numpy(), d.linear.bias.numpy()
+        expected = (phi.numpy() @ w)[:, 0] + b + np.sum(embedding[y.numpy()] * phi.numpy(), 1)
+        self.assertAllClose(logits, expected, rtol=1e-5, atol=1e-4)
+
+    def test_first_block_shortcut_and_last_block_without_shortcut(self):
+        d = discriminator_lib.Discriminator(128, ch=8, num_classes=2).build_weights()
+        self.assertFalse(d.blocks[0].preactivation)
+        self.assertIsNotNone(d.blocks[0].conv_sc)
+        self.assertIsNone(d.blocks[-1].conv_sc)  # 16ch -> 16ch, no downsampling
+        self.assertEqual(d.attention_index, 0)  # at 64x64, after the first block
+        self.assertIsInstance(d.attention, layers.SelfAttention)
+
+
+if __name__ == "__main__":
+    tf.test.main()

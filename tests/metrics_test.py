@@ -1,0 +1,108 @@
+"""Tests of tf_cgan_transfer.metrics against independent float64 NumPy/SciPy references."""
+
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from tests import eval_fixtures
+from tf_cgan_transfer import metrics
+
+
+class MetricsTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.rng = np.random.default_rng(0)
+
+    def test_fid_equals_scipy(self):
+        a = self.rng.normal(size=[500, 64])
+        b = self.rng.normal(size=[400, 64]) * 1.3 + 0.2
+        self.assertAllClose(
+            metrics.frechet_distance(a, b), eval_fixtures.reference_fid(a, b), rtol=1e-3
+        )
+        self.assertAllClose(
+            eval_fixtures.reference_fid_gram(a, b), eval_fixtures.reference_fid(a, b), rtol=1e-6
+        )
+        self.assertAllClose(
+            metrics.frechet_distance(a.astype(np.float32), b.astype(np.float32)),
+            eval_fixtures.reference_fid(a.astype(np.float32), b.astype(np.float32)),
+            rtol=1e-3,
+        )
+
+    def test_fid_with_fewer_points_than_dimensions_is_unchanged_by_the_span_basis(self):
+        a = self.rng.normal(size=[60, 300])
+        b = self.rng.normal(size=[50, 300]) * 1.2 + 0.3
+        tfgan_full = float(
+            metrics.tfgan.eval.frechet_classifier_distance_from_activations(
+                tf.constant(a), tf.constant(b)
+            )
+        )
+        fid = metrics.frechet_distance(a, b)
+        self.assertAllClose(fid, tfgan_full, rtol=1e-6)
+        self.assertAllClose(fid, eval_fixtures.reference_fid(a, b), rtol=1e-3)
+        self.assertAllClose(fid, eval_fixtures.reference_fid_gram(a, b), rtol=1e-6)
+        self.assertTrue(np.isnan(metrics.frechet_distance(a[:1], b)))
+
+    def test_kid_equals_unbiased_mmd_with_the_cubic_kernel(self):
+        a = self.rng.normal(size=[300, 32])
+        b = self.rng.normal(size=[200, 32]) + 0.3
+        kid, std = metrics.kernel_distance(a, b)
+        self.assertAllClose(kid, eval_fixtures.reference_kid(a, b), rtol=1e-3)
+        self.assertTrue(np.isnan(std))  # one block
+        kid_blocks, std_blocks = metrics.kernel_distance(a, b, max_block_size=100)
+        self.assertTrue(np.isfinite(std_blocks) and std_blocks > 0)
+        self.assertAllClose(kid_blocks, kid, rtol=0.5)
+
+    def test_inception_score_from_logits(self):
+        logits = self.rng.normal(size=[100, 1008]) * 3.0
+        self.assertAllClose(
+            metrics.inception_score(logits), eval_fixtures.reference_is(logits), rtol=1e-3
+        )
+        self.assertAllClose(metrics.inception_score(np.zeros([10, 5])), 1.0)
+
+    def test_kmmd_equals_the_documented_formula(self):
+        a = self.rng.normal(size=[120, 24])
+        b = self.rng.normal(size=[90, 24]) * 1.1 + 0.2
+        self.assertAllClose(metrics.kernel_mmd(a, b), eval_fixtures.reference_kmmd(a, b), rtol=1e-6)
+        self.assertAllClose(
+            metrics.kernel_mmd(a, b, sigma=2.0),
+            eval_fixtures.reference_kmmd(a, b, sigma=2.0),
+            rtol=1e-6,
+        )
+        self.assertAllClose(metrics.kernel_mmd(a, a), 0.0, atol=1e-12)
+        # More rows than a chunk (1024) exercise the chunked sums.
+        big_a, big_b = self.rng.normal(size=[1100, 4]), self.rng.normal(size=[1030, 4]) + 0.1
+        self.assertAllClose(
+            metrics.kernel_mmd(big_a, big_b), eval_fixtures.reference_kmmd(big_a, big_b), rtol=1e-6
+        )
+
+    def test_per_class_fid(self):
+        real, gen = self.rng.normal(size=[90, 8]), self.rng.normal(size=[60, 8]) + 0.5
+        real_labels, gen_labels = np.arange(90) % 3, np.arange(60) % 3
+        gen_labels[gen_labels == 2] = 1  # class 2: no generated images
+        with self.assertLogs("absl", "WARNING") as logs:
+            result = metrics.per_class_frechet_distance(real, real_labels, gen, gen_labels, 3)
+        self.assertIn("classes [2]", "\n".join(logs.output))
+        self.assertEqual(sorted(result), [0, 1, 2])
+        for c in (0, 1):
+            self.assertAllClose(
+                result[c],
+                eval_fixtures.reference_fid(real[real_labels == c], gen[gen_labels == c]),
+                rtol=1e-3,
+            )
+        self.assertTrue(np.isnan(result[2]))
+
+    def test_too_few_images_warning_says_how_many_were_used(self):
+        with self.assertLogs("absl", "WARNING") as logs:
+            metrics.warn_if_too_few(500, 400, 2048)
+        self.assertRegex(logs.output[0], "500 real and 400 generated images.*fewer than 2048")
+        with self.assertLogs("absl", "WARNING") as logs:
+            metrics.warn_if_too_few(3000, 3000, 4096)  # fewer than the feature width
+        self.assertRegex(logs.output[0], "3000 real and 3000 generated.*fewer than 4096")
+        with self.assertNoLogs("absl", "WARNING"):
+            metrics.warn_if_too_few(2048, 2048, 2048)
+
+    def test_json_safe_reaches_into_lists(self):
+        value = {1: [np.float32(0.5), float("nan"), (float("inf"), np.int64(3))]}
+        self.assertEqual(metrics.json_safe(value), {"1": [0.5, None, [None, 3]]})
+        json.dumps(metrics.json_safe(value), allow_nan=False)  # standard JSON

@@ -1,0 +1,131 @@
+"""What every command line shares: one flag idiom, one `main` wrapper, the data flags.
+
+Each command-line module (`train`, `evaluate`, `export`, `sample`, `hub_convert`,
+`affinity`) has the same three parts:
+
+* `define_flags(fv)` defines its flags on the `flags.FlagValues` `fv`, with validators,
+  so a bad flag or flagfile fails before any work (tests pass a fresh `FlagValues`);
+* `config_from_flags(fv)` builds the one typed config its library code takes;
+* `main(fv)` runs it and prints one line of outcome.
+
+`run(main, define_flags)` is the `__main__` entry: it defines the flags on
+`flags.FLAGS`, lets absl parse them, and turns any `errors.UserError` into one line
+`error: ...` on stderr with exit code 2 (no traceback). Library modules never read flags.
+"""
+
+import dataclasses
+import sys
+
+from absl import app
+from absl import flags
+
+from tf_cgan_transfer import data
+from tf_cgan_transfer import errors
+
+USER_ERROR_EXIT_CODE = 2
+
+
+def run(main, define_flags):
+    """Defines the flags, parses argv and runs `main(flags.FLAGS)` (the `__main__` entry)."""
+    define_flags(flags.FLAGS)
+
+    def absl_main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        try:
+            main(flags.FLAGS)
+        except errors.UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(USER_ERROR_EXIT_CODE)
+
+    app.run(absl_main)
+
+
+def config_of(config_class, fv, **values):
+    """A `config_class` dataclass whose fields are the parsed flags of the same names.
+
+    `values` gives the fields that are not flags (or replace a flag's raw value).
+    """
+    for field in dataclasses.fields(config_class):
+        if field.name not in values and field.name in fv:
+            values[field.name] = fv[field.name].value
+    return config_class(**values)
+
+
+def valid_class_ids(value):
+    """True for None or a list of distinct non-negative integers (as strings)."""
+    if value is None:
+        return True
+    try:
+        ids = [int(v) for v in value]
+    except ValueError:
+        return False
+    return all(i >= 0 for i in ids) and len(set(ids)) == len(ids)
+
+
+def define_data_flags(fv, split, what):
+    """The flags naming a data set (as `data.DataConfig` does), shared by train and evaluate.
+
+    Args:
+      fv: the `flags.FlagValues` to define them on.
+      split: the default TFDS split ("train" for training, "test" for evaluation).
+      what: what the data is for, in the help texts ("Training data", "Real data").
+    """
+    flags.DEFINE_string(
+        "dataset",
+        None,
+        f"{what}: a TFDS name (oxford_flowers102, cifar100, cgan_demo_shapes) or 'folder' "
+        "(with --image_folder).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("split", split, "TFDS split (combine with '+').", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "TFDS data_dir (None: TFDS default).", flag_values=fv)
+    flags.DEFINE_string(
+        "image_folder",
+        None,
+        "--dataset=folder: root with one sub-folder of images per class.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "classes",
+        None,
+        "Subset of source class ids, remapped to 0..N-1 in this order (None: all).",
+        flag_values=fv,
+    )
+    flags.DEFINE_integer(
+        "images_per_class", None, "Cap on images per class (None: all).", flag_values=fv
+    )
+    flags.register_validator(
+        "classes",
+        valid_class_ids,
+        "--classes must be a list of distinct non-negative integers.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "images_per_class",
+        lambda v: v is None or v >= 1,
+        "--images_per_class must be >= 1 (or unset for all).",
+        flag_values=fv,
+    )
+    flags.register_multi_flags_validator(
+        ["dataset", "image_folder"],
+        lambda f: f["dataset"] is None
+        or (f["dataset"] == "folder") == (f["image_folder"] is not None),
+        "--image_folder goes with --dataset=folder (and --dataset=folder needs it).",
+        flag_values=fv,
+    )
+
+
+def data_config(fv, resolution, **overrides):
+    """The `data.DataConfig` of the data flags (`define_data_flags`) at `resolution`."""
+    values = dict(
+        dataset=fv.dataset,
+        resolution=resolution,
+        split=fv.split,
+        data_dir=fv.data_dir,
+        image_folder=fv.image_folder,
+        classes=tuple(int(c) for c in fv.classes) if fv.classes else None,
+        images_per_class=fv.images_per_class,
+    )
+    values.update(overrides)
+    return data.DataConfig(**values)

@@ -1,0 +1,201 @@
+"""GAN metrics as pure functions of classifier activations: FID, KID, IS, KMMD, intra-FID.
+
+FID, KID and IS are TF-GAN's (`tensorflow_gan.eval`), fed float64 activations; KMMD is
+the Gaussian-kernel MMD of the cGANTransfer paper's tables. None of these functions
+touches a model: `evaluator.Evaluator` computes the activations and calls them.
+`json_safe` and `summary` turn a result dict into standard JSON and one line of text.
+"""
+
+import math
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tensorflow_gan as tfgan
+
+MIN_STABLE_IMAGES = 2048  # fewer images per set give a visibly biased FID
+KID_BLOCK_SIZE = 1024  # TF-GAN's default max_block_size
+
+
+def _span_coordinates(a, b):
+    """`a`, `b` in an orthonormal basis of their joint affine span (float64)."""
+    origin = a.mean(axis=0)
+    basis, _ = np.linalg.qr(np.concatenate([a, b]).T - origin[:, None])
+    return (a - origin) @ basis, (b - origin) @ basis
+
+
+def frechet_distance(real, generated):
+    """FID, `tfgan.eval.frechet_classifier_distance_from_activations`, in float64.
+
+    FID = |mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)), unbiased covariances.
+    When the two sets together have fewer points than dimensions, both are first
+    written in an orthonormal basis of their joint affine span (an isometry: the mean
+    distance, tr S and the spectrum of S_r S_g are unchanged, so FID is too). TF-GAN's
+    two D x D matrix square roots then shrink to (n_r + n_g) x (n_r + n_g), which
+    matters for per-class FID (two 2048 x 2048 SVDs take ~12 s on 2 CPU cores).
+
+    Returns NaN when a set has fewer than 2 points.
+    """
+    real = np.asarray(real, np.float64)
+    generated = np.asarray(generated, np.float64)
+    if len(real) < 2 or len(generated) < 2:
+        return float("nan")
+    if len(real) + len(generated) < real.shape[1]:
+        real, generated = _span_coordinates(real, generated)
+    return float(
+        tfgan.eval.frechet_classifier_distance_from_activations(
+            tf.constant(real), tf.constant(generated)
+        )
+    )
+
+
+def kernel_distance(real, generated, seed=0, max_block_size=KID_BLOCK_SIZE):
+    """KID and its standard error: `tfgan.eval.kernel_classifier_distance_and_std_from_activations`.
+
+    Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3, averaged over blocks of at
+    most `max_block_size`; std is NaN with one block. TF-GAN's blocks assume random
+    order, so both sets are first shuffled with `seed` (real data is often class-sorted).
+    """
+    rng = np.random.default_rng(seed)
+    real = np.asarray(real, np.float64)[rng.permutation(len(real))]
+    generated = np.asarray(generated, np.float64)[rng.permutation(len(generated))]
+    # TF-GAN needs tf.Tensor inputs here (it calls .shape.assert_has_rank).
+    kid, std = tfgan.eval.kernel_classifier_distance_and_std_from_activations(
+        tf.constant(real), tf.constant(generated), max_block_size=max_block_size
+    )
+    return float(kid), float(std)
+
+
+def inception_score(logits):
+    """IS = exp(E_x[KL(p(y|x) || p(y))]), `tfgan.eval.classifier_score_from_logits`.
+
+    One split over all images, every logit (1008 for Inception), float64.
+    """
+    logits = tf.constant(np.asarray(logits, np.float64))
+    return float(tfgan.eval.classifier_score_from_logits(logits))
+
+
+def _mean_kernel(a, b, gamma, chunk=1024):
+    """Mean of exp(-gamma |a_i - b_j|^2) over all pairs, `chunk` rows of `a` at a time.
+
+    Chunking bounds memory at `chunk x len(b)` floats whatever the set sizes.
+    """
+    total = 0.0
+    b_norms = np.sum(b * b, axis=1)
+    for start in range(0, len(a), chunk):
+        rows = a[start : start + chunk]
+        squared = np.sum(rows * rows, axis=1)[:, None] + b_norms[None, :] - 2.0 * rows @ b.T
+        total += np.exp(-gamma * np.maximum(squared, 0.0)).sum()
+    return total / (len(a) * len(b))
+
+
+def kernel_mmd(real, generated, sigma=1.0):
+    """KMMD: Gaussian-kernel MMD^2 with squared distances normalised by the real data's.
+
+    With real features r_1..r_n, generated g_1..g_m (float64):
+
+        s        = 1/(n(n-1)) sum_{i != j} |r_i - r_j|^2   (= 2 tr of r's unbiased covariance)
+        k(x, y)  = exp(-|x - y|^2 / (2 sigma^2 s))
+        KMMD     = 1/n^2 sum_{i,j} k(r_i, r_j) + 1/m^2 sum_{i,j} k(g_i, g_j)
+                   - 2/(nm) sum_{i,j} k(r_i, g_j)
+
+    i.e. the biased (V-statistic, diagonals included) estimate of MMD^2, in [0, 2];
+    sigma = 1 as in the cGANTransfer paper's tables. NaN when n < 2 or s = 0.
+    """
+    real = np.asarray(real, np.float64)
+    generated = np.asarray(generated, np.float64)
+    if len(real) < 2 or len(generated) < 1:
+        return float("nan")
+    scale = 2.0 * np.sum(np.var(real, axis=0, ddof=1))
+    if not scale > 0:
+        return float("nan")
+    gamma = 1.0 / (2.0 * sigma**2 * scale)
+    return float(
+        _mean_kernel(real, real, gamma)
+        + _mean_kernel(generated, generated, gamma)
+        - 2.0 * _mean_kernel(real, generated, gamma)
+    )
+
+
+def per_class_frechet_distance(real, real_labels, generated, generated_labels, num_classes):
+    """Intra-FID: `{c: FID(generated of class c, real of class c)}` for c < num_classes.
+
+    A class with fewer than 2 real or generated images gets NaN (with a warning).
+    """
+    real_labels = np.asarray(real_labels)
+    generated_labels = np.asarray(generated_labels)
+    result, empty = {}, []
+    for c in range(num_classes):
+        r, g = real[real_labels == c], generated[generated_labels == c]
+        if len(r) < 2 or len(g) < 2:
+            empty.append(c)
+        result[c] = frechet_distance(r, g)
+    if empty:
+        logging.warning(
+            "Per-class FID is NaN for classes %s: fewer than 2 real or generated images "
+            "(real labels must be the generator's class ids 0..%d).",
+            empty,
+            num_classes - 1,
+        )
+    return result
+
+
+def warn_if_too_few(num_real, num_generated, feature_dim):
+    """Logs a warning when FID/KID come from too few images to be stable."""
+    needed = max(MIN_STABLE_IMAGES, feature_dim)
+    if min(num_real, num_generated) < needed:
+        logging.warning(
+            "FID/KID computed from %d real and %d generated images (%d-dim features): "
+            "fewer than %d per set gives a biased, unstable FID. Compare only numbers "
+            "from equal image counts, or evaluate at least %d images.",
+            num_real,
+            num_generated,
+            feature_dim,
+            needed,
+            needed,
+        )
+
+
+# ---- Reporting --------------------------------------------------------------------
+
+
+def json_safe(value):
+    """NaN/inf -> None and dict keys -> str, so the file is standard JSON.
+
+    Args:
+      value: a result dict (or any nest of dicts, lists, tuples and numbers); NumPy
+        scalars become Python numbers.
+
+    Returns:
+      The same structure, accepted by `json.dumps(..., allow_nan=False)`.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def summary(results):
+    """One line of the headline metrics, for the command line and logs.
+
+    Args:
+      results: a dict as `evaluator.Evaluator.evaluate` returns it.
+
+    Returns:
+      FID, KID, IS, KMMD (and mean per-class FID when present), image counts and speed.
+    """
+    line = (
+        f"FID {results['fid']:.3f}  KID {results['kid']:.5f}  IS {results['inception_score']:.3f}"
+        f"  KMMD {results['kmmd']:.5f}"
+    )
+    if "mean_per_class_fid" in results:
+        line += f"  mean per-class FID {results['mean_per_class_fid']:.3f}"
+    return line + (
+        f"  ({results['num_generated']} generated vs {results['num_real']} real images, "
+        f"{results['images_per_second']:.1f} images/s, {results['seconds']:.1f} s)"
+    )
