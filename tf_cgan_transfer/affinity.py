@@ -22,6 +22,7 @@ from tf_cgan_transfer import cli
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import serving
 
 IMAGENET_CLASSES = 1000
 JSON_FILE = "class_affinity.json"
@@ -113,14 +114,6 @@ def write_report(report, directory):
     return json_path, text_path
 
 
-def _read_names(path, count):
-    with tf.io.gfile.GFile(path) as f:
-        names = [line.strip() for line in f.read().splitlines() if line.strip()]
-    if len(names) != count:
-        raise AffinityError(f"{path} lists {len(names)} names; the model has {count} new classes.")
-    return names
-
-
 # ---- Command line ------------------------------------------------------------------------
 
 
@@ -176,7 +169,7 @@ def run(config):
     """The report of the model a config names (also written to `output_dir` if set)."""
     generator = model_io.load_generator(config.model)
     if config.class_names_file:
-        new_names = _read_names(config.class_names_file, generator.num_classes)
+        new_names = serving.read_class_names(config.class_names_file, generator.num_classes)
     else:
         new_names = _run_new_names(config.model)
     report = class_affinity(generator, config.top_k, old_class_names(generator), new_names)

@@ -235,8 +235,9 @@ def load_source(source):
         return source.build_weights(), None
     if isinstance(source, tuple):
         return source
-    if find_models_dir(str(source)):
-        return load_models(str(source))
+    directory = find_models_dir(str(source))
+    if directory:
+        return restore_models(directory)
     from tf_cgan_transfer import hub_import  # deferred: tensorflow_hub is heavy
 
     generator, _ = hub_import.load_generator(source)

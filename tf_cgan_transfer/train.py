@@ -227,54 +227,15 @@ def config_from_flags(fv):
     data_config = cli.data_config(
         fv, resolution, flip=fv.flip, seed=fv.seed, shuffle_buffer=fv.shuffle_buffer
     )
-    return trainer.TrainConfig(
-        model_dir=fv.model_dir,
+    # Every other TrainConfig field (and every ArchitectureConfig and OptimizerConfig
+    # field but the Adam epsilon) is the flag of the same name.
+    return cli.config_of(
+        trainer.TrainConfig,
+        fv,
         data=data_config,
-        method=method,
-        stage=stage,
-        source=fv.source,
-        bn_checkpoint=fv.bn_checkpoint,
-        residual_init=fv.residual_init,
-        freeze_d_blocks=fv.freeze_d_blocks,
-        architecture=transfer.ArchitectureConfig(
-            ch=fv.ch,
-            dim_z=fv.dim_z,
-            shared_dim=fv.shared_dim,
-            hierarchical_z=fv.hierarchical_z,
-            attention_resolution=fv.attention_resolution,
-        ),
-        optimizer=trainer.OptimizerConfig(
-            g_lr=fv.g_lr,
-            d_lr=fv.d_lr,
-            g_beta1=fv.g_beta1,
-            g_beta2=fv.g_beta2,
-            d_beta1=fv.d_beta1,
-            d_beta2=fv.d_beta2,
-            epsilon=fv.adam_eps,
-        ),
-        batch_size=fv.batch_size,
-        grad_accumulation=fv.grad_accumulation,
-        num_d_steps=fv.num_d_steps,
-        train_steps=fv.train_steps,
-        l1_scale=fv.l1_scale,
-        l2_scale=fv.l2_scale,
-        ema_decay=fv.ema_decay,
-        ema_start=fv.ema_start,
-        seed=fv.seed,
-        deterministic=fv.deterministic,
+        architecture=cli.config_of(transfer.ArchitectureConfig, fv),
+        optimizer=cli.config_of(trainer.OptimizerConfig, fv, epsilon=fv.adam_eps),
         mixed_precision=precision.resolve(fv.mixed_precision, tpu=fv.strategy == "tpu"),
-        jit_compile=fv.jit_compile,
-        checkpoint_every=fv.checkpoint_every,
-        keep_checkpoints=fv.keep_checkpoints,
-        log_every=fv.log_every,
-        sample_every=fv.sample_every,
-        samples_per_class=fv.samples_per_class,
-        standing_stats_batches=fv.standing_stats_batches,
-        eval_every=fv.eval_every,
-        eval_num_images=fv.eval_num_images,
-        eval_batch_size=fv.eval_batch_size,
-        classifier=fv.classifier,
-        eval_cache_dir=fv.eval_cache_dir,
     )
 
 
