@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -12,19 +11,15 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from tests import commands
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import export
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import serving
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = commands.REPO_ROOT
 NAMES = ["cat", "dog", "fox"]
 STATS = dict(num_batches=2, batch_size=64, truncation=0.8, seed=3)
-
-
-def _run(args, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **kwargs)
 
 
 def _write_stopped_run(run_dir, g, ema):
@@ -185,14 +180,14 @@ class ExportTest(tf.test.TestCase):
         shutil.copytree(os.path.join(self.export_root, "tiny"), os.path.join(root, "tiny"))
         cli = [sys.executable, "-m", "tf_cgan_transfer.export", f"--model={self.model_dir}"]
         cli += ["--name=tiny", f"--export_root={root}", "--standing_stats_batches=1"]
-        result = _run(cli, cwd=REPO)
+        result = commands.run(cli, cwd=REPO)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertIn(os.path.join(root, "tiny", "2"), result.stdout)
         self.assertEqual(serving.list_versions(os.path.join(root, "tiny")), [1, 2])
         self.assertTrue(os.path.exists(os.path.join(root, "tiny", "2", serving.WARMUP_FILE)))
         self.assertTrue(os.path.exists(os.path.join(root, "models.config")))
 
-        result = _run(cli + ["--version=1"], cwd=REPO)
+        result = commands.run(cli + ["--version=1"], cwd=REPO)
         self.assertEqual(result.returncode, 2, result.stderr[-3000:])
         self.assertRegex(result.stderr, r"error: .*tiny/1 already exists.*next free: 3")
         self.assertNotIn("Traceback", result.stderr)

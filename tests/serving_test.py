@@ -10,20 +10,16 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
+from tests import commands
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import sampling
 from tf_cgan_transfer import serving
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = commands.REPO_ROOT
 SERVE_CHECK_CC = os.path.join(REPO, "tests", "serve_check.cc")
 NAMES = ["cat", "dog", "fox"]
 STATS = dict(num_batches=2, batch_size=64, truncation=0.8, seed=3)
-
-
-def _run(args, **kwargs):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, **kwargs)
 
 
 def _write_serve_check_input(path, labels, z):
@@ -108,7 +104,7 @@ class ServingTest(tf.test.TestCase):
             np.testing.assert_array_equal(again, out["images"].numpy())
             assert not any(k.startswith("tf_cgan_transfer") for k in sys.modules)
             """)
-        result = _run([sys.executable, "-c", script], cwd=self.root)
+        result = commands.run([sys.executable, "-c", script], cwd=self.root)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         fresh = np.load(os.path.join(self.root, "fresh.npy"))
         self.assertEqual(fresh.shape, (4, 32, 32, 3))
@@ -122,7 +118,7 @@ class ServingTest(tf.test.TestCase):
         self.assertAllInRange(batch, -1.0, 1.0)
 
     def test_saved_model_cli_lists_images(self):
-        result = _run(
+        result = commands.run(
             [
                 "saved_model_cli",
                 "show",
@@ -146,7 +142,7 @@ class ServingTest(tf.test.TestCase):
         np.save(z_path, self.z)
         np.save(label_path, self.labels)
         out_dir = os.path.join(self.root, "cli_out")
-        result = _run(
+        result = commands.run(
             [
                 "saved_model_cli",
                 "run",
@@ -190,7 +186,7 @@ class ServingTest(tf.test.TestCase):
         def serve(labels, z):
             stem = os.path.join(self.root, f"cc_{len(labels)}_{z.shape[1]}_{labels[0]}")
             _write_serve_check_input(stem + ".in", labels, z)
-            result = _run([binary, self.version_dir, stem + ".in", stem + ".out"])
+            result = commands.run([binary, self.version_dir, stem + ".in", stem + ".out"])
             return result, stem + ".out"
 
         result, out = serve(self.labels, self.z)
