@@ -79,6 +79,32 @@ class FlagfileTest(tf.test.TestCase):
         with self.assertRaisesRegex(Exception, "Method 'finetune' has no stage 'bn'"):
             train.config_from_flags(fv)
 
+    def test_limited_data_flags(self):
+        config = train.config_from_flags(parse("--flagfile=configs/flowers.flags"))
+        # Off by default: the paper's training.
+        self.assertEqual((config.augment, config.lecam_weight), ("none", 0.0))
+        fv = parse(
+            "--flagfile=configs/flowers.flags",
+            "--augment=diffaugment",
+            "--augment_policy=translation, cutout",
+            "--lecam_weight=0.3",
+        )
+        config = train.config_from_flags(fv)
+        self.assertEqual(config.augment, "diffaugment")
+        self.assertEqual(config.augment_policy, ("translation", "cutout"))
+        self.assertEqual((config.lecam_weight, config.lecam_decay), (0.3, 0.99))
+        self.assertEqual(train.config_from_flags(parse(*train.flag_lines(fv))), config)
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "--lecam_weight must be >= 0"):
+            parse("--flagfile=configs/flowers.flags", "--lecam_weight=-0.1")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "--lecam_decay must be in"):
+            parse("--flagfile=configs/flowers.flags", "--lecam_decay=1")
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "value should be one of"):
+            parse("--flagfile=configs/flowers.flags", "--augment=ada")
+        # A typo in the policy fails at start-up, even while augmentation is off.
+        fv = parse("--flagfile=configs/flowers.flags", "--augment_policy=colour")
+        with self.assertRaisesRegex(ValueError, "Unknown augmentation 'colour'.*choose from"):
+            train.config_from_flags(fv)
+
     def test_resolved_flags_round_trip(self):
         fv = parse("--flagfile=configs/cifar100.flags", "--model_dir=/tmp/run")
         lines = train.flag_lines(fv)

@@ -21,6 +21,8 @@ from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
 RESOLUTION = 32
+# DiffAugment and LeCam, for the tests that check the loop's guarantees hold with them on.
+AIDS = dict(augment="diffaugment", lecam_weight=0.3, lecam_decay=0.9)
 
 
 def tiny_config(model_dir, source, data_config, **overrides):
@@ -48,7 +50,7 @@ def _weights(models):
 class DistributionEquivalenceTest(tf.test.TestCase):
     """One step on 2 replicas equals the same step on 1 device with the same global batch."""
 
-    def _run(self, method, num_d_steps, grad_accumulation):
+    def _run(self, method, num_d_steps, grad_accumulation, **overrides):
         source_dir = self.create_tempdir().full_path
         model_fixtures.make_source(source_dir, shared=True, with_d=True)
         data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
@@ -64,6 +66,7 @@ class DistributionEquivalenceTest(tf.test.TestCase):
             optimizer=optimizer,
             num_d_steps=num_d_steps,
             grad_accumulation=grad_accumulation,
+            **overrides,
         )
         rng = np.random.default_rng(0)
         real = [
@@ -122,6 +125,12 @@ class DistributionEquivalenceTest(tf.test.TestCase):
     def test_finetune_step(self):
         self._run("finetune", num_d_steps=1, grad_accumulation=1)
 
+    def test_finetune_step_with_diffaugment_and_lecam(self):
+        # Each replica augments its slice of the global draws; LeCam's averages are
+        # updated from the cross-replica means, between the two D updates too.
+        metrics = self._run("finetune", num_d_steps=2, grad_accumulation=2, **AIDS)
+        self.assertGreater(metrics["lecam"], 0.0)
+
 
 class PoisonedTrainer(trainer.Trainer):
     """Sets one D weight to NaN right after restoring, so the next step's loss is NaN."""
@@ -151,20 +160,33 @@ class LoopTest(tf.test.TestCase):
         return tiny_config(model_dir, self.source, self.data, **base)
 
     def _final(self, run):
+        lecam = [run.lecam] if run.lecam is not None else []
         return [
             v.numpy()
-            for m in (run.generator, run.discriminator, run.ema_generator)
+            for m in (run.generator, run.discriminator, run.ema_generator, *lecam)
             for v in m.variables
         ] + [run.g_optimizer.iterations.numpy()]
 
     def test_resumed_run_equals_uninterrupted_run(self):
-        straight = trainer.Trainer(self._config(self.create_tempdir().full_path))
+        self._check_resume()
+
+    def test_resumed_run_equals_uninterrupted_run_with_diffaugment_and_lecam(self):
+        resumed = self._check_resume(**AIDS)
+        self.assertEqual(int(resumed.lecam.updates.numpy()), 4)  # restored 2, then 2 more
+        # Resuming without the LeCam state the checkpoint holds is one clear error.
+        run = trainer.Trainer(self._config(resumed.config.model_dir, augment="diffaugment"))
+        with self.assertRaisesRegex(trainer.TrainingError, "does not match.*--lecam_weight"):
+            run.restore()
+
+    def _check_resume(self, **overrides):
+        straight = trainer.Trainer(self._config(self.create_tempdir().full_path, **overrides))
         straight.train()
         model_dir = self.create_tempdir().full_path
-        first = trainer.Trainer(self._config(model_dir, train_steps=2))
+        first = trainer.Trainer(self._config(model_dir, train_steps=2, **overrides))
         first.train()
         self.assertEqual(int(first.step.numpy()), 2)
-        resumed = trainer.Trainer(self._config(model_dir))  # a new process would do this
+        # A new process would do this.
+        resumed = trainer.Trainer(self._config(model_dir, **overrides))
         self.assertEqual(resumed.restore(), 2)
         resumed.train()
         self.assertEqual(int(resumed.step.numpy()), 4)
@@ -177,6 +199,7 @@ class LoopTest(tf.test.TestCase):
         for name in ("models", "models_ema"):
             g, _ = model_io.restore_models(os.path.join(model_dir, name))
             self.assertEqual(g.num_classes, 3)
+        return resumed
 
     def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(self):
         model_dir = self.create_tempdir().full_path
@@ -297,7 +320,8 @@ class PeriodicEvaluationTest(tf.test.TestCase):
 
 
 class PrecisionAndCompilationTest(tf.test.TestCase):
-    """`mixed_precision` and `jit_compile` compute the float32 step, faster."""
+    """`mixed_precision` and `jit_compile` compute the float32 step, faster (with DiffAugment
+    and LeCam on, so they are covered under every precision and XLA too)."""
 
     @classmethod
     def setUpClass(cls):
@@ -327,7 +351,7 @@ class PrecisionAndCompilationTest(tf.test.TestCase):
         # the precision of the step itself; with 1e-3 every seed agrees within 3%.
         optimizer = trainer.OptimizerConfig(g_lr=1e-3, d_lr=1e-3, epsilon=1.0)
         config = tiny_config(
-            model_dir, cls.source_dir, data_config, optimizer=optimizer, **overrides
+            model_dir, cls.source_dir, data_config, optimizer=optimizer, **{**AIDS, **overrides}
         )
         run = trainer.Trainer(config, num_classes=3)
         if initial is not None:

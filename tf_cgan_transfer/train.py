@@ -20,6 +20,7 @@ import tensorflow as tf
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import data
 from tf_cgan_transfer import distribute
+from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
@@ -127,6 +128,36 @@ def define_flags(fv):
     flags.DEFINE_float("adam_eps", 1e-6, "Adam epsilon (both).", flag_values=fv)
     flags.DEFINE_float("ema_decay", 0.0, "EMA decay of G (0: no EMA generator).", flag_values=fv)
     flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages.", flag_values=fv)
+    # ---- Limited data: D's augmentation and regularisation ------------------------------
+    flags.DEFINE_enum(
+        "augment",
+        "none",
+        list(limited_data.AUGMENTS),
+        "Differentiable augmentation of every image D sees, real and generated, in D's "
+        "and G's steps: none (the paper) or diffaugment (DiffAugment, Zhao et al. 2020).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "augment_policy",
+        list(limited_data.DEFAULT_POLICY),
+        "--augment=diffaugment: its ops, applied in this order, each with per-image random "
+        "parameters: color (brightness, saturation, contrast), translation (up to 1/8 of "
+        "the image, zero padding), cutout (a square of half the image side).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "lecam_weight",
+        0.0,
+        "Weight of LeCam regularisation of D (Tseng et al. 2021; 0: off, 0.3: the "
+        "authors' BigGAN CIFAR-10 setting).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "lecam_decay",
+        limited_data.LECAM_DECAY,
+        "Decay of LeCam's moving averages of D's outputs (per D update).",
+        flag_values=fv,
+    )
     # ---- Infrastructure -----------------------------------------------------------------
     flags.DEFINE_enum(
         "strategy",
@@ -213,12 +244,21 @@ def define_flags(fv):
     flags.register_validator(
         "ema_decay", lambda v: 0.0 <= v < 1.0, "--ema_decay must be in [0, 1).", flag_values=fv
     )
+    flags.register_validator(
+        "lecam_weight", lambda v: v >= 0.0, "--lecam_weight must be >= 0 (0: off).", flag_values=fv
+    )
+    flags.register_validator(
+        "lecam_decay", lambda v: 0.0 <= v < 1.0, "--lecam_decay must be in [0, 1).", flag_values=fv
+    )
 
 
 def config_from_flags(fv):
     """The typed `TrainConfig` of parsed flags; raises a `UserError` on bad combinations."""
     method, stage = fv.method, fv.stage
     transfer.check_method(method, stage, fv.residual_init)
+    # The policy is checked even with --augment=none: a typo fails now, not when enabled.
+    policy = limited_data.parse_policy(fv.augment_policy)
+    limited_data.check(fv.augment, policy, fv.lecam_weight, fv.lecam_decay)
     if method == "kp_bn" and transfer.resolve_stage(method, stage) == "ft" and not fv.bn_checkpoint:
         raise transfer.TransferError(
             "--stage=ft of kp_bn needs --bn_checkpoint (the bn stage's model_dir)."
@@ -236,6 +276,7 @@ def config_from_flags(fv):
         architecture=cli.config_of(transfer.ArchitectureConfig, fv),
         optimizer=cli.config_of(trainer.OptimizerConfig, fv, epsilon=fv.adam_eps),
         mixed_precision=precision.resolve(fv.mixed_precision, tpu=fv.strategy == "tpu"),
+        augment_policy=policy,
     )
 
 

@@ -9,17 +9,23 @@ Latents and fake labels of a micro-batch are drawn for the global batch and each
 takes its slice, so a step is the same computation whatever the number of replicas. Every
 stream's key is derived with `tf.random.experimental.stateless_fold_in` from
 (seed, step, purpose, micro-batch): no two streams of a run share a key, however many
-micro-batches there are, and a resumed run draws what an uninterrupted one would.
+micro-batches there are, and a resumed run draws what an uninterrupted one would. The
+augmentation parameters of `limited_data` (real and generated images of D's step, and
+G's step, each its own stream) are drawn and sliced the same way.
 """
 
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import losses
 
 # What a stream is for; folded into its key after the step.
 D_STREAM = 1
 G_STREAM = 2
+D_REAL_AUGMENT_STREAM = 3
+D_FAKE_AUGMENT_STREAM = 4
+G_AUGMENT_STREAM = 5
 _Z, _LABELS = 0, 1  # the two draws of a stream
 
 
@@ -58,13 +64,15 @@ class GANStep:
 
     Args:
       config: the run's `trainer.TrainConfig` (batch_size, grad_accumulation,
-        num_d_steps, l1_scale, l2_scale, ema_decay, ema_start, seed).
+        num_d_steps, l1_scale, l2_scale, ema_decay, ema_start, seed, augment,
+        augment_policy, lecam_weight).
       models: the `transfer.TransferModels` (G, D and the variables they train).
       g_optimizer, d_optimizer: Keras optimisers (`LossScaleOptimizer`s under float16).
       step: the int64 iteration counter variable (advanced by `train_step`).
       strategy: the `tf.distribute.Strategy` the variables live in.
       num_classes: classes of the fake labels.
       ema_generator: the EMA copy of G, or None.
+      lecam: the `limited_data.LeCamAverages` of the run when `lecam_weight` > 0.
       jit_compile: compile each replica's forward and backward pass with XLA.
       loss_scaling: float16: gradients through the optimisers' scaled loss.
     """
@@ -79,6 +87,7 @@ class GANStep:
         strategy,
         num_classes,
         ema_generator=None,
+        lecam=None,
         jit_compile=False,
         loss_scaling=False,
     ):
@@ -90,6 +99,12 @@ class GANStep:
         self.strategy = strategy
         self.num_classes = num_classes
         self.ema_generator = ema_generator
+        self.policy = limited_data.check(
+            config.augment, config.augment_policy, config.lecam_weight, config.lecam_decay
+        )
+        if (lecam is None) != (config.lecam_weight == 0):
+            raise ValueError("Pass LeCam averages exactly when lecam_weight > 0.")
+        self.lecam = lecam
         self.loss_scaling = loss_scaling
         self.per_replica_batch = config.batch_size // strategy.num_replicas_in_sync
         self._d_accumulators = self._make_accumulators(models.d_variables, "d")
@@ -109,35 +124,78 @@ class GANStep:
         cfg = self.config
         key = stream_key(cfg.seed, self.step, stream, micro_step)
         z, labels = draw_latents(key, cfg.batch_size, self.generator.dim_z, self.num_classes)
-        start = tf.distribute.get_replica_context().replica_id_in_sync_group
-        start *= self.per_replica_batch
+        start = self._replica_start()
         return (
             z[start : start + self.per_replica_batch],
             labels[start : start + self.per_replica_batch],
         )
 
-    def d_micro_step(self, real_images, real_labels, z, fake_labels):
-        """`(D gradients, loss_real, loss_fake)` of one micro-batch on this replica."""
+    def augmentation(self, micro_step, stream):
+        """This replica's slice of one stream's augmentation parameters ({} without)."""
+        if not self.policy:
+            return {}
+        key = stream_key(self.config.seed, self.step, stream, micro_step)
+        resolution = self.generator.resolution
+        params = limited_data.draw(key, self.config.batch_size, resolution, self.policy)
+        return limited_data.replica_slice(params, self._replica_start(), self.per_replica_batch)
+
+    def _replica_start(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return replica * self.per_replica_batch
+
+    def d_micro_step(
+        self, real_images, real_labels, z, fake_labels, real_aug=None, fake_aug=None, anchors=None
+    ):
+        """`(D gradients, terms)` of one micro-batch on this replica.
+
+        `real_aug`/`fake_aug` are the augmentation parameters of the real and generated
+        images (None: none), `anchors` LeCam's `(α_R, α_F, active)`. `terms` holds the hinge
+        losses `loss_real`, `loss_fake`, D's mean outputs `real_mean`, `fake_mean` and the
+        unweighted LeCam penalty `lecam`, each this replica's share of the global-batch
+        mean (they sum over replicas).
+        """
         cfg = self.config
         fake = self.generator((z, fake_labels), training=True)
+        real_images = limited_data.apply(real_images, real_aug, self.policy)
+        fake = limited_data.apply(tf.stop_gradient(fake), fake_aug, self.policy)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator((real_images, real_labels), training=True)
-            fake_logits = self.discriminator((tf.stop_gradient(fake), fake_labels), training=True)
+            fake_logits = self.discriminator((fake, fake_labels), training=True)
             # Per-replica sum / global batch: summing gradients over replicas then gives
             # the global-batch mean; / accumulation averages the micro-batches.
             loss_real, loss_fake = losses.discriminator_hinge_loss(
                 real_logits, fake_logits, global_batch_size=cfg.batch_size
             )
-            loss = (loss_real + loss_fake) / cfg.grad_accumulation
+            loss = loss_real + loss_fake
+            lecam = tf.constant(0.0)
+            if self.lecam is not None:
+                anchor_real, anchor_fake, active = anchors
+                lecam = active * limited_data.lecam_penalty(
+                    real_logits, fake_logits, anchor_real, anchor_fake, cfg.batch_size
+                )
+                loss += cfg.lecam_weight * lecam
+            loss /= cfg.grad_accumulation
         grads = self._gradients(tape, loss, self.models.d_variables, self.d_optimizer)
-        return grads, loss_real, loss_fake
+        mean = lambda logits: tf.reduce_sum(logits) / float(cfg.batch_size)
+        terms = dict(
+            loss_real=loss_real,
+            loss_fake=loss_fake,
+            real_mean=mean(real_logits),
+            fake_mean=mean(fake_logits),
+            lecam=lecam,
+        )
+        return grads, terms
 
-    def g_micro_step(self, z, labels):
-        """`(G gradients, g_loss, {"l1", "l2"})` of one micro-batch on this replica."""
+    def g_micro_step(self, z, labels, aug=None):
+        """`(G gradients, g_loss, {"l1", "l2"})` of one micro-batch on this replica.
+
+        `aug`: the augmentation parameters of the generated images (None: none).
+        """
         cfg = self.config
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             fake = self.generator((z, labels), training=True)
+            fake = limited_data.apply(fake, aug, self.policy)
             fake_logits = self.discriminator((fake, labels), training=True)
             g_loss = losses.generator_hinge_loss(fake_logits, global_batch_size=cfg.batch_size)
             reg, parts = losses.transfer_regularizer(self.generator, cfg.l1_scale, cfg.l2_scale)
@@ -160,19 +218,29 @@ class GANStep:
     # cross-replica BN all-reduce may not sit inside a loop *within* `strategy.run`, and
     # an unrolled loop would make the graph grow with the number of micro-batches.
 
-    def _d_update(self, real_images, real_labels, index):
-        # Latents are drawn outside XLA: its truncated normal draws other numbers.
+    def _d_update(self, real_images, real_labels, index, anchors):
+        # Random draws happen outside XLA: its truncated normal draws other numbers.
         z, fake_labels = self.latents(index, D_STREAM)
-        grads, loss_real, loss_fake = self._d_gradients(
-            tf.gather(real_images, index), tf.gather(real_labels, index), z, fake_labels
+        real_aug = self.augmentation(index, D_REAL_AUGMENT_STREAM)
+        fake_aug = self.augmentation(index, D_FAKE_AUGMENT_STREAM)
+        grads, terms = self._d_gradients(
+            tf.gather(real_images, index),
+            tf.gather(real_labels, index),
+            z,
+            fake_labels,
+            real_aug,
+            fake_aug,
+            anchors,
         )
         self._apply_or_accumulate(
             grads, self._d_accumulators, self.d_optimizer, self.models.d_variables
         )
-        return loss_real, loss_fake
+        return terms
 
     def _g_update(self, index):
-        grads, g_loss, parts = self._g_gradients(*self.latents(index, G_STREAM))
+        z, labels = self.latents(index, G_STREAM)
+        aug = self.augmentation(index, G_AUGMENT_STREAM)
+        grads, g_loss, parts = self._g_gradients(z, labels, aug)
         self._apply_or_accumulate(
             grads, self._g_accumulators, self.g_optimizer, self.models.g_variables
         )
@@ -233,20 +301,26 @@ class GANStep:
         """
         cfg, strategy = self.config, self.strategy
         n_acc = cfg.grad_accumulation
-        d_real = d_fake = 0.0
+        d_terms = dict.fromkeys(("loss_real", "loss_fake", "real_mean", "fake_mean", "lecam"), 0.0)
         for d_step in range(cfg.num_d_steps):  # unrolled: few, and each one updates D
+            # LeCam's anchors stay fixed during an update (also over its micro-batches).
+            anchors = self.lecam.anchors() if self.lecam is not None else None
+            update_real = update_fake = 0.0
             for i in tf.range(n_acc):
                 index = d_step * n_acc + i
-                loss_real, loss_fake = self._total(
-                    strategy.run(self._d_update, args=(real_images, real_labels, index))
+                terms = self._total(
+                    strategy.run(self._d_update, args=(real_images, real_labels, index, anchors))
                 )
-                d_real += loss_real
-                d_fake += loss_fake
+                d_terms = {k: d_terms[k] + terms[k] for k in d_terms}
+                update_real += terms["real_mean"]
+                update_fake += terms["fake_mean"]
             if self._d_accumulators is not None:
                 strategy.run(
                     self._apply_accumulated,
                     args=(self.d_optimizer, self._d_accumulators, self.models.d_variables),
                 )
+            if self.lecam is not None:
+                self.lecam.update(update_real / n_acc, update_fake / n_acc)
         g_loss = l1 = l2 = 0.0
         for i in tf.range(n_acc):
             step_g, step_l1, step_l2 = self._total(strategy.run(self._g_update, args=(i,)))
@@ -263,10 +337,19 @@ class GANStep:
             self._update_ema()
         # Means over the iteration's micro-batches (each already a global-batch mean).
         d_micro_batches = cfg.num_d_steps * n_acc
-        return dict(
-            d_loss_real=d_real / d_micro_batches,
-            d_loss_fake=d_fake / d_micro_batches,
+        d_terms = {k: v / d_micro_batches for k, v in d_terms.items()}
+        metrics = dict(
+            d_loss_real=d_terms["loss_real"],
+            d_loss_fake=d_terms["loss_fake"],
             g_loss=g_loss / n_acc,
             l1=l1 / n_acc,
             l2=l2 / n_acc,
+            # D's mean output on the (augmented) real and generated images it trained on:
+            # a gap that keeps growing is D memorising the real images.
+            d_real=d_terms["real_mean"],
+            d_fake=d_terms["fake_mean"],
         )
+        if self.lecam is not None:
+            anchor_real, anchor_fake, _ = self.lecam.anchors()
+            metrics.update(lecam=d_terms["lecam"], lecam_real=anchor_real, lecam_fake=anchor_fake)
+        return metrics

@@ -11,7 +11,7 @@ everything, and `model_io.RunLayout` names every file it writes.
 import dataclasses
 import math
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -24,6 +24,7 @@ from tf_cgan_transfer import distribute
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import evaluator as evaluator_lib
 from tf_cgan_transfer import images
+from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import metrics
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
@@ -62,6 +63,10 @@ class TrainConfig:
     `mixed_precision` is a `precision.POLICIES` name (models compute in bfloat16 or
     float16, variables and statistics stay float32); `jit_compile` compiles each
     replica's forward and backward pass with XLA.
+
+    `augment` ("none" or "diffaugment", with the ops of `augment_policy`) and
+    `lecam_weight` (0: off) are the limited-data aids of `limited_data`; they change D's
+    inputs and loss, for every method and stage.
     """
 
     model_dir: str
@@ -82,6 +87,10 @@ class TrainConfig:
     l2_scale: float = 0.1
     ema_decay: float = 0.0
     ema_start: int = 0
+    augment: str = "none"
+    augment_policy: Tuple[str, ...] = limited_data.DEFAULT_POLICY
+    lecam_weight: float = 0.0
+    lecam_decay: float = limited_data.LECAM_DECAY
     seed: int = 0
     deterministic: bool = False
     mixed_precision: str = "float32"
@@ -155,6 +164,9 @@ class Trainer:
                 f"batch_size={config.batch_size} must be divisible by the "
                 f"{replicas} replicas in sync."
             )
+        limited_data.check(
+            config.augment, config.augment_policy, config.lecam_weight, config.lecam_decay
+        )
         jit_compile = distribute.check_jit(config.jit_compile, self.strategy, TrainingError)
         loss_scaling = precision.needs_loss_scaling(config.mixed_precision)
 
@@ -176,6 +188,9 @@ class Trainer:
             self.ema_generator = None
             if config.ema_decay > 0:
                 self.ema_generator = train_step.make_ema_generator(self.generator)
+            self.lecam = None
+            if config.lecam_weight > 0:
+                self.lecam = limited_data.LeCamAverages(config.lecam_decay)
         self.checkpoint = tf.train.Checkpoint(**self._trackables())
         # Only the chief writes: other workers save to a scratch directory.
         self.is_chief = distribute.is_chief(self.strategy)
@@ -198,6 +213,7 @@ class Trainer:
             self.strategy,
             num_classes,
             ema_generator=self.ema_generator,
+            lecam=self.lecam,
             jit_compile=jit_compile,
             loss_scaling=loss_scaling,
         )
@@ -227,6 +243,8 @@ class Trainer:
         }
         if self.ema_generator is not None:
             objects[model_io.EMA_GENERATOR_KEY] = self.ema_generator
+        if self.lecam is not None:
+            objects["lecam"] = self.lecam
         return objects
 
     def data_plan(self):
@@ -243,7 +261,15 @@ class Trainer:
         if latest:
             # Build optimiser slots first so the restore can match them all.
             self._build_optimizer_slots()
-            self.checkpoint.restore(latest).assert_consumed()
+            try:
+                self.checkpoint.restore(latest).assert_consumed()
+            except AssertionError as e:
+                raise TrainingError(
+                    f"{latest} does not match this run's state ({str(e).splitlines()[0]}). "
+                    "Resume with the flags it was written with (--ema_decay and "
+                    "--lecam_weight on or off, method, stage, architecture) or pass a new "
+                    "--model_dir; the checkpoint is untouched."
+                ) from e
             logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
         return int(self.step.numpy())
 
@@ -339,6 +365,8 @@ class Trainer:
         # What export/sample need to rebuild G from a checkpoint of this run (ckpt/).
         model_io.write_json(self.output.generator_config_file, self.generator.get_config())
         writer = tf.summary.create_file_writer(self.output.root)
+        aids = (cfg.augment, self.steps.policy, cfg.lecam_weight, cfg.lecam_decay)
+        logging.info("D's limited-data aids: %s", limited_data.describe(*aids))
         iterator = self.make_iterator(start)
         metrics_, self._last_log = {}, (time.time(), start, 0.0)
         step = start
