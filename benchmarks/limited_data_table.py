@@ -39,6 +39,7 @@ from benchmarks import domain_classifier
 from benchmarks import method_report
 from benchmarks import method_table
 from tf_cgan_transfer import demo_data
+from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 
 METHODS = ("kp_bn", "finetune")
@@ -63,7 +64,7 @@ def run_config(settings, method, variant, seed, source, data_dir):
     model_dir = os.path.join(
         settings.work_dir,
         "runs",
-        f"T{settings.train_steps}",
+        f"T{settings.train_steps}_{settings.mixed_precision}",
         method,
         variant.replace(" ", ""),
         f"seed{seed}",
@@ -120,7 +121,7 @@ def markdown(report):
         "",
         f"Source: the demo BigGAN-32 pre-trained {s['source_steps']} steps on the 12 old "
         "classes (benchmarks/method_table.py). Transfer to the 4 new classes as "
-        f"configs/demo_transfer.flags for {s['train_steps']} steps, "
+        f"configs/demo_transfer.flags for {s['train_steps']} steps in {s['mixed_precision']}, "
         f"{s['images_per_class']} training images per class, seeds 0–{s['seeds'] - 1} "
         "(the seed also picks the training images). DiffAugment: color,translation,cutout; "
         "LeCam: weight 0.3, decay 0.99. Nothing tuned.",
@@ -219,6 +220,13 @@ def define_flags(fv=flags.FLAGS):
     flags.register_validator(
         "train_steps", lambda v: v % 2 == 0, "--train_steps must be even.", flag_values=fv
     )
+    flags.DEFINE_enum(
+        "mixed_precision",
+        precision.AUTO,
+        [precision.AUTO, *precision.POLICIES],
+        "The transfers' precision (auto: as train.py, bfloat16 where the hardware runs it).",
+        flag_values=fv,
+    )
 
 
 def main(argv):
@@ -230,6 +238,7 @@ def main(argv):
         seeds=fv.seeds,
         train_steps=fv.train_steps,
         eval_every=fv.train_steps // 2,
+        mixed_precision=precision.resolve(fv.mixed_precision),
     )
     report = run(
         settings,

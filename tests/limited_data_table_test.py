@@ -58,7 +58,13 @@ class ConfigTest(tf.test.TestCase):
 
         report = dict(
             command="python -m benchmarks.limited_data",
-            settings=dict(source_steps=2500, train_steps=400, images_per_class=50, seeds=2),
+            settings=dict(
+                source_steps=2500,
+                train_steps=400,
+                images_per_class=50,
+                seeds=2,
+                mixed_precision="float32",
+            ),
             eval_images=200,
             classifier=dict(test_accuracy=1.0),
             rows=[
