@@ -3,6 +3,8 @@
 import json
 
 import numpy as np
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import cdist
 import tensorflow as tf
 
 from tests import eval_fixtures
@@ -106,3 +108,75 @@ class MetricsTest(tf.test.TestCase):
         value = {1: [np.float32(0.5), float("nan"), (float("inf"), np.int64(3))]}
         self.assertEqual(metrics.json_safe(value), {"1": [0.5, None, [None, 3]]})
         json.dumps(metrics.json_safe(value), allow_nan=False)  # standard JSON
+
+
+def _scipy_radii(x, k):
+    # The k+1-th neighbour of a point in its own set (the first is the point itself).
+    distances, _ = cKDTree(x).query(x, k=k + 1)
+    return distances[:, k]
+
+
+class NearestNeighbourMetricsTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(0)
+        self.real = rng.normal(size=[300, 8])
+        self.generated = rng.normal(0.3, 1.2, size=[250, 8])
+
+    def test_precision_recall_equals_a_scipy_implementation(self):
+        real, gen = self.real, self.generated
+        cross = cdist(gen, real)
+        precision = np.mean([np.any(row <= _scipy_radii(real, 3)) for row in cross])
+        recall = np.mean([np.any(col <= _scipy_radii(gen, 3)) for col in cross.T])
+        self.assertAllClose(metrics.precision_recall(real, gen), (precision, recall))
+        expected_k7 = np.mean(np.any(cross <= _scipy_radii(real, 7)[None], axis=1))
+        self.assertAllClose(metrics.precision_recall(real, gen, k=7)[0], expected_k7)
+
+    def test_density_coverage_equals_a_scipy_implementation(self):
+        real, gen = self.real, self.generated
+        radii = _scipy_radii(real, 5)
+        counts = [sum(np.linalg.norm(g - r) <= radii[i] for i, r in enumerate(real)) for g in gen]
+        density = np.sum(counts) / (5 * len(gen))
+        coverage = np.mean([np.min(cdist(gen, r[None])) <= radii[i] for i, r in enumerate(real)])
+        self.assertAllClose(metrics.density_coverage(real, gen), (density, coverage))
+
+    def test_fixed_points(self):
+        # Identical sets: every point lies in its own ball.
+        self.assertAllClose(metrics.precision_recall(self.real, self.real), (1.0, 1.0))
+        self.assertAllClose(metrics.density_coverage(self.real, self.real)[1], 1.0)
+        # Two large samples of one distribution: density near 1.
+        rng = np.random.default_rng(1)
+        a, b = rng.normal(size=[2000, 4]), rng.normal(size=[2000, 4])
+        self.assertAllClose(metrics.density_coverage(a, b)[0], 1.0, atol=0.1)
+        # Far, disjoint sets: nothing is inside anything.
+        far = self.real + 100.0
+        self.assertAllEqual(metrics.precision_recall(self.real, far), (0.0, 0.0))
+        self.assertAllEqual(metrics.density_coverage(self.real, far), (0.0, 0.0))
+
+    def test_a_collapsed_generator_has_no_recall(self):
+        collapsed = np.repeat(self.real[:1], 250, axis=0) + 1e-6 * self.generated
+        precision, recall = metrics.precision_recall(self.real, collapsed)
+        self.assertEqual(precision, 1.0)  # its one image is realistic
+        self.assertLess(recall, 0.02)
+        self.assertLess(metrics.density_coverage(self.real, collapsed)[1], 0.05)
+
+    def test_too_few_points_for_k(self):
+        with self.assertRaisesRegex(ValueError, "k=3 needs more than 3 points"):
+            metrics.precision_recall(self.real[:3], self.generated)
+
+    def test_memorisation_of_copies_and_of_fresh_images(self):
+        rng = np.random.default_rng(2)
+        train, held_out = rng.normal(size=[200, 16]), rng.normal(size=[2000, 16])
+        copies = train[rng.integers(0, 200, 1000)] + 1e-3 * rng.normal(size=[1000, 16])
+        copied = metrics.memorisation(copies, train, held_out)
+        self.assertLess(copied["memorisation_ratio"], 0.1)
+        self.assertGreater(copied["copy_share"], 0.9)
+        fresh = metrics.memorisation(rng.normal(size=[2000, 16]), train, held_out)
+        self.assertAllClose(fresh["memorisation_ratio"], 1.0, atol=0.05)
+        self.assertAllClose(fresh["copy_share"], 0.05, atol=0.02)
+        # Against SciPy: nearest-training-image distances and the held-out percentile.
+        d_gen = cKDTree(train).query(copies)[0]
+        d_held = cKDTree(train).query(held_out)[0]
+        self.assertAllClose(copied["memorisation_ratio"], np.median(d_gen) / np.median(d_held))
+        self.assertAllClose(copied["copy_threshold"], np.percentile(d_held, 5))
+        self.assertAllClose(copied["copy_share"], np.mean(d_gen < np.percentile(d_held, 5)))

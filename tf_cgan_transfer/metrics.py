@@ -1,9 +1,13 @@
-"""GAN metrics as pure functions of classifier activations: FID, KID, IS, KMMD, intra-FID.
+"""GAN metrics as pure functions of classifier activations: FID, KID, IS, KMMD, intra-FID,
+precision and recall, density and coverage, and a memorisation score.
 
 FID, KID and IS are TF-GAN's (`tensorflow_gan.eval`), fed float64 activations; KMMD is
-the Gaussian-kernel MMD of the cGANTransfer paper's tables. None of these functions
-touches a model: `evaluator.Evaluator` computes the activations and calls them.
-`json_safe` and `summary` turn a result dict into standard JSON and one line of text.
+the Gaussian-kernel MMD of the cGANTransfer paper's tables. The nearest-neighbour
+metrics (`precision_recall`, `density_coverage`, `memorisation`) tell what FID cannot:
+whether G covers the real images, stays on their manifold, or copies its training set.
+None of these functions touches a model: `evaluator.Evaluator` computes the activations
+and calls them. `json_safe` and `summary` turn a result dict into standard JSON and one
+line of text.
 """
 
 import math
@@ -138,6 +142,96 @@ def per_class_frechet_distance(real, real_labels, generated, generated_labels, n
             num_classes - 1,
         )
     return result
+
+
+# ---- Nearest-neighbour metrics ------------------------------------------------------
+
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
+COPY_PERCENTILE = 5.0
+
+
+def pairwise_distances(a, b, chunk=1024):
+    """Euclidean distances `[len(a), len(b)]` in float64, `chunk` rows of `a` at a time."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    b_norms = np.sum(b * b, axis=1)
+    rows = []
+    for start in range(0, len(a), chunk):
+        x = a[start : start + chunk]
+        squared = np.sum(x * x, axis=1)[:, None] + b_norms[None, :] - 2.0 * x @ b.T
+        rows.append(np.sqrt(np.maximum(squared, 0.0)))
+    return np.concatenate(rows) if rows else np.zeros([0, len(b)])
+
+
+def knn_radii(x, k):
+    """Distance of each point of `x` to its k-th nearest other point of `x`."""
+    distances = pairwise_distances(x, x)
+    np.fill_diagonal(distances, np.inf)
+    return np.partition(distances, k - 1, axis=1)[:, k - 1]
+
+
+def _check_k(name, k, *sets):
+    if any(len(s) <= k for s in sets):
+        raise ValueError(f"{name} with k={k} needs more than {k} points per set.")
+
+
+def precision_recall(real, generated, k=PRECISION_RECALL_K):
+    """Improved precision and recall (Kynkäänniemi et al., NeurIPS 2019).
+
+    Each set's manifold is the union of balls around its points with radius the distance
+    to the point's k-th nearest neighbour in the same set. Precision: the share of
+    generated points inside the real manifold (are the images realistic); recall: the
+    share of real points inside the generated manifold (are the real images covered).
+
+    Returns:
+      `(precision, recall)`, each in [0, 1].
+    """
+    _check_k("precision_recall", k, real, generated)
+    cross = pairwise_distances(generated, real)  # [G, R]
+    precision = np.mean(np.any(cross <= knn_radii(real, k)[None, :], axis=1))
+    recall = np.mean(np.any(cross.T <= knn_radii(generated, k)[None, :], axis=1))
+    return float(precision), float(recall)
+
+
+def density_coverage(real, generated, k=DENSITY_COVERAGE_K):
+    """Density and coverage (Naeem et al., ICML 2020), from real k-NN balls only.
+
+    density  = 1/(k M) sum_j #{i : g_j in B(r_i, NND_k(r_i))}  (≈ 1 for matching sets;
+               above 1 when generated points crowd dense real regions)
+    coverage = share of real points whose ball holds at least one generated point
+
+    Returns:
+      `(density, coverage)`.
+    """
+    _check_k("density_coverage", k, real)
+    inside = pairwise_distances(generated, real) <= knn_radii(real, k)[None, :]  # [G, R]
+    density = inside.sum() / (k * len(generated))
+    coverage = np.mean(np.any(inside, axis=0))
+    return float(density), float(coverage)
+
+
+def memorisation(generated, train, held_out, percentile=COPY_PERCENTILE):
+    """How close generated images are to the training images, against held-out images.
+
+    d(x) is the distance from x to its nearest training image. Held-out real images of
+    the same classes show what d looks like for images that were not copied.
+
+    Returns:
+      A dict: `memorisation_ratio`, median d(generated) / median d(held-out) (≈ 1: no
+      copying; → 0: copies); `copy_share`, the share of generated images with d below
+      the `percentile`-th percentile of d(held-out) (≈ percentile / 100 without copying,
+      → 1 for copies); and `copy_threshold`, that percentile.
+    """
+    if len(train) < 1 or len(held_out) < 2 or len(generated) < 1:
+        raise ValueError("memorisation needs training, held-out (>= 2) and generated points.")
+    generated_d = pairwise_distances(generated, train).min(axis=1)
+    held_out_d = pairwise_distances(held_out, train).min(axis=1)
+    threshold = float(np.percentile(held_out_d, percentile))
+    return dict(
+        memorisation_ratio=float(np.median(generated_d) / max(np.median(held_out_d), 1e-12)),
+        copy_share=float(np.mean(generated_d < threshold)),
+        copy_threshold=threshold,
+    )
 
 
 def warn_if_too_few(num_real, num_generated, feature_dim):
