@@ -16,6 +16,7 @@ from tests import eval_fixtures
 from tf_cgan_transfer import classifier as classifier_lib
 from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import evaluator as evaluator_lib
+from tf_cgan_transfer import metrics
 
 NUM_CLASSES = eval_fixtures.NUM_CLASSES
 
@@ -163,13 +164,18 @@ class EvaluatorTest(tf.test.TestCase):
             "kmmd",
             "per_class_fid",
             "mean_per_class_fid",
+            "precision",
+            "recall",
+            "density",
+            "coverage",
+            "per_class_manifold",
             "num_real",
             "num_generated",
             "seconds",
             "images_per_second",
         }
         self.assertEqual(set(results), expected_keys)
-        for key in expected_keys - {"kid_std", "per_class_fid"}:
+        for key in expected_keys - {"kid_std", "per_class_fid", "per_class_manifold"}:
             self.assertTrue(np.isfinite(results[key]), key)
         self.assertTrue(np.isnan(results["kid_std"]))  # one KID block
         self.assertEqual(sorted(results["per_class_fid"]), list(range(NUM_CLASSES)))
@@ -192,6 +198,15 @@ class EvaluatorTest(tf.test.TestCase):
             results["inception_score"], eval_fixtures.reference_is(logits), rtol=1e-3
         )
         self.assertAllClose(results["kmmd"], eval_fixtures.reference_kmmd(real, pool), rtol=1e-5)
+        # Nearest-neighbour metrics of the same features (the functions are tested against
+        # SciPy in tests/metrics_test.py).
+        self.assertAllClose(
+            [results[k] for k in metrics.MANIFOLD_KEYS],
+            list(metrics.precision_recall(real, pool)) + list(metrics.density_coverage(real, pool)),
+        )
+        for c in range(NUM_CLASSES):
+            expected = metrics.manifold_metrics(real[real_labels == c], pool[labels == c])
+            self.assertAllClose(results["per_class_manifold"][c], expected)
         for c in range(NUM_CLASSES):
             self.assertAllClose(
                 results["per_class_fid"][c],

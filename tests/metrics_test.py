@@ -180,3 +180,17 @@ class NearestNeighbourMetricsTest(tf.test.TestCase):
         self.assertAllClose(copied["memorisation_ratio"], np.median(d_gen) / np.median(d_held))
         self.assertAllClose(copied["copy_threshold"], np.percentile(d_held, 5))
         self.assertAllClose(copied["copy_share"], np.mean(d_gen < np.percentile(d_held, 5)))
+
+    def test_manifold_metrics_are_nan_for_sets_too_small_for_k(self):
+        small = metrics.manifold_metrics(self.real[:4], self.generated[:2])
+        self.assertEqual(set(small), set(metrics.MANIFOLD_KEYS))
+        self.assertTrue(np.isnan(small["precision"]) and np.isnan(small["recall"]))
+        self.assertTrue(np.isnan(small["density"]))  # 4 real points: too few for k=5
+        full = metrics.manifold_metrics(self.real, self.generated)
+        self.assertAllClose(
+            [full[k] for k in metrics.MANIFOLD_KEYS],
+            [
+                *metrics.precision_recall(self.real, self.generated),
+                *metrics.density_coverage(self.real, self.generated),
+            ],
+        )

@@ -382,8 +382,10 @@ class Evaluator:
 
         Returns:
           A dict: `fid`, `kid`, `kid_std` (NaN with one KID block, i.e. <= 1024 images),
-          `inception_score`, `kmmd`; with per_class also `per_class_fid` ({class id:
-          FID}) and `mean_per_class_fid` (over classes with a finite FID); and
+          `inception_score`, `kmmd`, `precision`, `recall`, `density`, `coverage`
+          (`metrics.manifold_metrics`); with per_class also `per_class_fid` ({class id:
+          FID}), `mean_per_class_fid` (over classes with a finite FID) and
+          `per_class_manifold` ({class id: the four nearest-neighbour metrics}); and
           `num_real`, `num_generated`, `seconds` (all of this call, including real
           statistics when not cached) and `images_per_second` (generation and
           classification only).
@@ -402,6 +404,7 @@ class Evaluator:
             kid_std=kid_std,
             inception_score=metrics.inception_score(logits),
             kmmd=metrics.kernel_mmd(real, pool),
+            **metrics.manifold_metrics(real, pool),
         )
         if self.per_class:
             per_class = metrics.per_class_frechet_distance(
@@ -410,6 +413,10 @@ class Evaluator:
             finite = [v for v in per_class.values() if np.isfinite(v)]
             results["per_class_fid"] = per_class
             results["mean_per_class_fid"] = float(np.mean(finite)) if finite else float("nan")
+            results["per_class_manifold"] = {
+                c: metrics.manifold_metrics(real[real_labels == c], pool[labels == c])
+                for c in range(adapter.num_classes)
+            }
         results.update(
             num_real=len(real),
             num_generated=len(pool),

@@ -210,6 +210,22 @@ def density_coverage(real, generated, k=DENSITY_COVERAGE_K):
     return float(density), float(coverage)
 
 
+MANIFOLD_KEYS = ("precision", "recall", "density", "coverage")
+# The scalars of an evaluation (TensorBoard's eval/*).
+HEADLINE_KEYS = ("fid", "kid", "inception_score", "kmmd", "mean_per_class_fid", *MANIFOLD_KEYS)
+
+
+def manifold_metrics(real, generated):
+    """`{precision, recall, density, coverage}` with the default k's; NaN for sets too
+    small for k (as per-class sets of a small evaluation can be)."""
+    result = dict.fromkeys(MANIFOLD_KEYS, float("nan"))
+    if min(len(real), len(generated)) > PRECISION_RECALL_K:
+        result["precision"], result["recall"] = precision_recall(real, generated)
+    if len(real) > DENSITY_COVERAGE_K and len(generated) > 0:
+        result["density"], result["coverage"] = density_coverage(real, generated)
+    return result
+
+
 def memorisation(generated, train, held_out, percentile=COPY_PERCENTILE):
     """How close generated images are to the training images, against held-out images.
 
@@ -289,6 +305,8 @@ def summary(results):
     )
     if "mean_per_class_fid" in results:
         line += f"  mean per-class FID {results['mean_per_class_fid']:.3f}"
+    if "precision" in results:
+        line += "  " + "  ".join(f"{k} {results[k]:.3f}" for k in MANIFOLD_KEYS)
     return line + (
         f"  ({results['num_generated']} generated vs {results['num_real']} real images, "
         f"{results['images_per_second']:.1f} images/s, {results['seconds']:.1f} s)"

@@ -320,7 +320,7 @@ class Trainer:
         model_io.write_json(self.layout.eval_file(step), metrics.json_safe(results))
         if writer is not None:
             with writer.as_default(step=step):
-                for key in ("fid", "kid", "inception_score", "kmmd", "mean_per_class_fid"):
+                for key in metrics.HEADLINE_KEYS:
                     if key in results:
                         tf.summary.scalar(f"eval/{key}", results[key])
         logging.info("eval at step %d: %s", step, metrics.summary(results))
