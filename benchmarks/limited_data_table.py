@@ -172,21 +172,20 @@ def run(settings, command=""):
     classifier = domain_classifier.ensure(
         data_dir, method_table.classifier_dir(settings), epochs=settings.classifier_epochs
     )
-    rows = []
-    for method in METHODS:
-        for variant in VARIANTS:
-            records = []
-            for seed in range(settings.seeds):
-                config = run_config(settings, method, variant, seed, source, data_dir)
-                record = run_one(config)
-                records.append(record)
-                fids = " ".join(f"{x:.2f}" for x in record["fid"])
-                print(
-                    f"[{(time.time() - start) / 60:5.1f} min] {method}, {variant}, seed {seed}: "
-                    f"FID {fids}, KID {record['kid'][-1]:.3f} ({record['wall_seconds']:.0f} s)",
-                    flush=True,
-                )
-            rows.append(dict(method=method, variant=variant, records=records))
+    # Seed-major order: an interrupted benchmark has every row at its first seeds.
+    records = {(m, v): [] for m in METHODS for v in VARIANTS}
+    for seed in range(settings.seeds):
+        for (method, variant), row_records in records.items():
+            config = run_config(settings, method, variant, seed, source, data_dir)
+            record = run_one(config)
+            row_records.append(record)
+            fids = " ".join(f"{x:.2f}" for x in record["fid"])
+            print(
+                f"[{(time.time() - start) / 60:5.1f} min] {method}, {variant}, seed {seed}: "
+                f"FID {fids}, KID {record['kid'][-1]:.3f} ({record['wall_seconds']:.0f} s)",
+                flush=True,
+            )
+    rows = [dict(method=m, variant=v, records=r) for (m, v), r in records.items()]
     report = dict(
         command=command,
         settings=dataclasses.asdict(settings),
