@@ -79,17 +79,21 @@ def inception_score(logits):
     return float(tfgan.eval.classifier_score_from_logits(logits))
 
 
-def _mean_kernel(a, b, gamma, chunk=1024):
-    """Mean of exp(-gamma |a_i - b_j|^2) over all pairs, `chunk` rows of `a` at a time.
+def _squared_distance_chunks(a, b, chunk=1024):
+    """|a_i - b_j|^2 for `chunk` rows of `a` at a time (`[<= chunk, len(b)]` each).
 
     Chunking bounds memory at `chunk x len(b)` floats whatever the set sizes.
     """
-    total = 0.0
     b_norms = np.sum(b * b, axis=1)
     for start in range(0, len(a), chunk):
         rows = a[start : start + chunk]
         squared = np.sum(rows * rows, axis=1)[:, None] + b_norms[None, :] - 2.0 * rows @ b.T
-        total += np.exp(-gamma * np.maximum(squared, 0.0)).sum()
+        yield np.maximum(squared, 0.0)
+
+
+def _mean_kernel(a, b, gamma):
+    """Mean of exp(-gamma |a_i - b_j|^2) over all pairs."""
+    total = sum(np.exp(-gamma * squared).sum() for squared in _squared_distance_chunks(a, b))
     return total / (len(a) * len(b))
 
 
@@ -151,23 +155,39 @@ DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
 COPY_PERCENTILE = 5.0
 
 
-def pairwise_distances(a, b, chunk=1024):
-    """Euclidean distances `[len(a), len(b)]` in float64, `chunk` rows of `a` at a time."""
+def pairwise_distances(a, b):
+    """Euclidean distances `[len(a), len(b)]` in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    b_norms = np.sum(b * b, axis=1)
-    rows = []
-    for start in range(0, len(a), chunk):
-        x = a[start : start + chunk]
-        squared = np.sum(x * x, axis=1)[:, None] + b_norms[None, :] - 2.0 * x @ b.T
-        rows.append(np.sqrt(np.maximum(squared, 0.0)))
+    rows = [np.sqrt(squared) for squared in _squared_distance_chunks(a, b)]
     return np.concatenate(rows) if rows else np.zeros([0, len(b)])
+
+
+def _self_distances(x):
+    """`pairwise_distances(x, x)` with inf on the diagonal (a point is not its neighbour)."""
+    distances = pairwise_distances(x, x)
+    np.fill_diagonal(distances, np.inf)
+    return distances
+
+
+def _kth(self_distances, k):
+    return np.partition(self_distances, k - 1, axis=1)[:, k - 1]
 
 
 def knn_radii(x, k):
     """Distance of each point of `x` to its k-th nearest other point of `x`."""
-    distances = pairwise_distances(x, x)
-    np.fill_diagonal(distances, np.inf)
-    return np.partition(distances, k - 1, axis=1)[:, k - 1]
+    return _kth(_self_distances(x), k)
+
+
+def _precision_recall(cross, real_radii, generated_radii):
+    """From `cross [G, R]` distances and each set's k-NN radii."""
+    precision = np.mean(np.any(cross <= real_radii[None, :], axis=1))
+    recall = np.mean(np.any(cross.T <= generated_radii[None, :], axis=1))
+    return float(precision), float(recall)
+
+
+def _density_coverage(cross, real_radii, k):
+    inside = cross <= real_radii[None, :]  # [G, R]
+    return float(inside.sum() / (k * len(cross))), float(np.mean(np.any(inside, axis=0)))
 
 
 def _check_k(name, k, *sets):
@@ -187,10 +207,9 @@ def precision_recall(real, generated, k=PRECISION_RECALL_K):
       `(precision, recall)`, each in [0, 1].
     """
     _check_k("precision_recall", k, real, generated)
-    cross = pairwise_distances(generated, real)  # [G, R]
-    precision = np.mean(np.any(cross <= knn_radii(real, k)[None, :], axis=1))
-    recall = np.mean(np.any(cross.T <= knn_radii(generated, k)[None, :], axis=1))
-    return float(precision), float(recall)
+    return _precision_recall(
+        pairwise_distances(generated, real), knn_radii(real, k), knn_radii(generated, k)
+    )
 
 
 def density_coverage(real, generated, k=DENSITY_COVERAGE_K):
@@ -204,10 +223,7 @@ def density_coverage(real, generated, k=DENSITY_COVERAGE_K):
       `(density, coverage)`.
     """
     _check_k("density_coverage", k, real)
-    inside = pairwise_distances(generated, real) <= knn_radii(real, k)[None, :]  # [G, R]
-    density = inside.sum() / (k * len(generated))
-    coverage = np.mean(np.any(inside, axis=0))
-    return float(density), float(coverage)
+    return _density_coverage(pairwise_distances(generated, real), knn_radii(real, k), k)
 
 
 MANIFOLD_KEYS = ("precision", "recall", "density", "coverage")
@@ -217,12 +233,23 @@ HEADLINE_KEYS = ("fid", "kid", "inception_score", "kmmd", "mean_per_class_fid", 
 
 def manifold_metrics(real, generated):
     """`{precision, recall, density, coverage}` with the default k's; NaN for sets too
-    small for k (as per-class sets of a small evaluation can be)."""
+    small for k (as per-class sets of a small evaluation can be). Each distance matrix
+    is computed once for all four."""
     result = dict.fromkeys(MANIFOLD_KEYS, float("nan"))
-    if min(len(real), len(generated)) > PRECISION_RECALL_K:
-        result["precision"], result["recall"] = precision_recall(real, generated)
-    if len(real) > DENSITY_COVERAGE_K and len(generated) > 0:
-        result["density"], result["coverage"] = density_coverage(real, generated)
+    if len(generated) == 0 or len(real) <= min(PRECISION_RECALL_K, DENSITY_COVERAGE_K):
+        return result
+    cross = pairwise_distances(generated, real)
+    real_self = _self_distances(real)
+    if len(generated) > PRECISION_RECALL_K:
+        result["precision"], result["recall"] = _precision_recall(
+            cross,
+            _kth(real_self, PRECISION_RECALL_K),
+            knn_radii(generated, PRECISION_RECALL_K),
+        )
+    if len(real) > DENSITY_COVERAGE_K:
+        result["density"], result["coverage"] = _density_coverage(
+            cross, _kth(real_self, DENSITY_COVERAGE_K), DENSITY_COVERAGE_K
+        )
     return result
 
 

@@ -301,26 +301,26 @@ class GANStep:
         """
         cfg, strategy = self.config, self.strategy
         n_acc = cfg.grad_accumulation
-        d_terms = dict.fromkeys(("loss_real", "loss_fake", "real_mean", "fake_mean", "lecam"), 0.0)
+        keys = ("loss_real", "loss_fake", "real_mean", "fake_mean", "lecam")
+        d_terms = dict.fromkeys(keys, 0.0)
         for d_step in range(cfg.num_d_steps):  # unrolled: few, and each one updates D
             # LeCam's anchors stay fixed during an update (also over its micro-batches).
             anchors = self.lecam.anchors() if self.lecam is not None else None
-            update_real = update_fake = 0.0
+            update = dict.fromkeys(keys, 0.0)  # sums over this update's micro-batches
             for i in tf.range(n_acc):
                 index = d_step * n_acc + i
                 terms = self._total(
                     strategy.run(self._d_update, args=(real_images, real_labels, index, anchors))
                 )
-                d_terms = {k: d_terms[k] + terms[k] for k in d_terms}
-                update_real += terms["real_mean"]
-                update_fake += terms["fake_mean"]
+                update = {k: update[k] + terms[k] for k in keys}
             if self._d_accumulators is not None:
                 strategy.run(
                     self._apply_accumulated,
                     args=(self.d_optimizer, self._d_accumulators, self.models.d_variables),
                 )
             if self.lecam is not None:
-                self.lecam.update(update_real / n_acc, update_fake / n_acc)
+                self.lecam.update(update["real_mean"] / n_acc, update["fake_mean"] / n_acc)
+            d_terms = {k: d_terms[k] + update[k] for k in keys}
         g_loss = l1 = l2 = 0.0
         for i in tf.range(n_acc):
             step_g, step_l1, step_l2 = self._total(strategy.run(self._g_update, args=(i,)))
