@@ -129,3 +129,96 @@ def data_config(fv, resolution, **overrides):
     )
     values.update(overrides)
     return data.DataConfig(**values)
+
+
+def define_eval_data_flags(fv):
+    """The flags naming the held-out real images and the classifier's classes.
+
+    Shared by train (periodic evaluation) and evaluate. Unset, the real set of FID & co.
+    is the training data, and the evaluations say so.
+    """
+    flags.DEFINE_string(
+        "eval_split",
+        None,
+        "Held-out TFDS split of the training data set (e.g. test) as the real images of "
+        "FID/KID/precision/recall/density/coverage (None: the training data).",
+        flag_values=fv,
+    )
+    flags.DEFINE_string(
+        "eval_image_folder",
+        None,
+        "Held-out real images as a folder with one sub-folder per class (the training "
+        "data's class order, or --eval_classes).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "eval_classes",
+        None,
+        "Class ids of the held-out set, one per generator class in order (None: the "
+        "training data's --classes).",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "classifier_classes",
+        None,
+        "The classifier's logit index of each generator class, for the class accuracy of "
+        "generated images: 'same' (class i is logit i, e.g. a classifier trained on the "
+        "new classes) or one index per class (None: the classifier does not know them).",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "eval_classes",
+        valid_class_ids,
+        "--eval_classes must be a list of distinct non-negative integers.",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        "classifier_classes",
+        lambda v: v is None or v == ["same"] or all(s.isdigit() for s in v),
+        "--classifier_classes must be 'same' or a list of non-negative integers.",
+        flag_values=fv,
+    )
+    flags.register_multi_flags_validator(
+        ["eval_split", "eval_image_folder"],
+        lambda f: not (f["eval_split"] and f["eval_image_folder"]),
+        "Give the held-out images as one of --eval_split or --eval_image_folder.",
+        flag_values=fv,
+    )
+
+
+def class_map(fv):
+    """--classifier_classes as the `evaluator.Evaluator` class map (None, 'same' or ids)."""
+    if fv.classifier_classes is None:
+        return None
+    if fv.classifier_classes == ["same"]:
+        return "same"
+    return tuple(int(c) for c in fv.classifier_classes)
+
+
+def eval_data_config(fv, training):
+    """The `data.DataConfig` of the held-out images (`define_eval_data_flags`), or None.
+
+    It is `training` with the split, folder and classes the flags give, every image of
+    them (no per-class cap) and no flips.
+
+    Raises:
+      data.DataError: a TFDS split of folder data, or a class count unlike the training
+        data's.
+    """
+    if not (fv.eval_split or fv.eval_image_folder or fv.eval_classes):
+        return None
+    if fv.eval_split and training.dataset == data.FOLDER:
+        raise data.DataError(
+            f"--eval_split={fv.eval_split} names a TFDS split, but the training data is the "
+            "image folder --image_folder: give the held-out images as --eval_image_folder."
+        )
+    classes = tuple(int(c) for c in fv.eval_classes) if fv.eval_classes else training.classes
+    if fv.eval_classes and training.classes and len(classes) != len(training.classes):
+        raise data.DataError(
+            f"--eval_classes has {len(classes)} classes and --classes {len(training.classes)}: "
+            "give one held-out class per generator class, in the same order."
+        )
+    values = dict(split=fv.eval_split or training.split, classes=classes)
+    if fv.eval_image_folder:
+        values.update(dataset=data.FOLDER, image_folder=fv.eval_image_folder)
+    return dataclasses.replace(training, images_per_class=None, flip=False, **values)

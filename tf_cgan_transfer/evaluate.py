@@ -1,22 +1,33 @@
-r"""The evaluation command line: FID, KID, IS, KMMD and per-class FID of one model.
+r"""The evaluation command line: every metric of one model, against held-out images.
 
-  python -m tf_cgan_transfer.evaluate --model=runs/flowers_bn/best \
-      --dataset=oxford_flowers102 --split=test --data_dir=/data/tfds --num_images=10000 \
-      --cache_dir=/tmp/fid_stats --output=runs/flowers_bn/eval/best.json
+  python -m tf_cgan_transfer.evaluate --model=runs/flowers_bn/best --eval_split=test \
+      --num_images=10000 --cache_dir=/tmp/fid_stats --output=runs/flowers_bn/eval/best.json
 
 `--model` is a models directory, a training run (its EMA generator first, see
-`model_io.load_generator`) or an exported SavedModel version directory. Real images come
-from a data set (the data flags of `cli.define_data_flags`, as in training: TFDS or an
-image folder, with `--classes` remapped like the generator's) or an .npz
-(`--real_images_npz`). The classifier is TF-GAN's Inception module unless `--classifier`
-names another (`classifier.load_classifier`; offline, its error says what to download
-and where to put it); `evaluator.Evaluator` does the scoring and caches the real
-statistics in `--cache_dir`.
+`model_io.load_generator`) or an exported SavedModel version directory. Three image
+sets take part (`scoring`):
+
+* the *training data* (the data flags of `cli.define_data_flags`: TFDS or an image
+  folder, with `--classes` remapped like the generator's): by default what the run
+  recorded in its `config.json`, so a run's models need no data flags at all;
+* the *real set* that FID, KID, KMMD, precision/recall and density/coverage compare
+  with: held-out images named by `--eval_split` / `--eval_image_folder` /
+  `--eval_classes` (the training data set's other split, another folder) or
+  `--real_images_npz`; without them, the training data itself, which the record
+  (`real_is_training_data`) and the console then point out;
+* the generated images.
+
+The memorisation score needs the training data and held-out images and says which is
+missing. The classifier is TF-GAN's Inception module unless `--classifier` names
+another (`classifier.load_classifier`; offline, its error says what to download and
+where to put it); `--classifier_classes` maps generator classes to its logits for the
+class accuracy. `evaluator.Evaluator` does the scoring and caches the real and
+training statistics in `--cache_dir`.
 """
 
 import dataclasses
 import os
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 from absl import flags
 import tensorflow as tf
@@ -46,10 +57,15 @@ class EvalConfig:
       batch_size: images per batch.
       truncation: latent truncation in (0, 1].
       seed: seed of the latents and of KID's shuffling.
-      per_class: also compute per-class FID.
-      data_config: the real data set, or None with `real_images_npz`.
-      real_images_npz: an .npz of real images, or None with `data_config`.
+      per_class: also compute the per-class metrics.
+      data_config: the training data, or None (unknown: no memorisation score).
+      eval_data: held-out real images, or None.
+      real_images_npz: an .npz of held-out real images, or None.
+      classifier_classes: the class map of `evaluator.Evaluator` (None, "same" or one
+        classifier index per generator class).
       cache_dir: directory caching real-image statistics (None: no cache).
+
+    The real set is `real_images_npz`, else `eval_data`, else `data_config`.
     """
 
     model: str
@@ -62,17 +78,28 @@ class EvalConfig:
     seed: int = 0
     per_class: bool = True
     data_config: Optional[data.DataConfig] = None
+    eval_data: Optional[data.DataConfig] = None
     real_images_npz: Optional[str] = None
+    classifier_classes: Optional[Union[str, Tuple[int, ...]]] = None
     cache_dir: Optional[str] = None
 
 
-def _real_source(config):
-    """The one real-data source the config names: an .npz or a data set."""
+def _sources(config):
+    """`(real source, training source or None)` of the config."""
+    training = None
+    if config.data_config is not None:
+        training = real_data.from_data_config(config.data_config, config.batch_size)
     if config.real_images_npz:
-        return real_data.npz_real_source(config.real_images_npz, config.batch_size)
-    if config.data_config is None:
-        raise EvaluationError("No real data given: pass --dataset or --real_images_npz.")
-    return real_data.from_data_config(config.data_config, config.batch_size)
+        return real_data.npz_real_source(config.real_images_npz, config.batch_size), training
+    if config.eval_data is not None:
+        return real_data.from_data_config(config.eval_data, config.batch_size), training
+    if training is None:
+        raise EvaluationError(
+            "No real data given: pass the training data (--dataset, or a run that recorded "
+            "it) with held-out images (--eval_split, --eval_image_folder), or "
+            "--real_images_npz."
+        )
+    return training, training
 
 
 def load_model(path, num_classes=None):
@@ -110,22 +137,24 @@ def run(config):
       errors.UserError: a subclass naming the bad input (classifier, data, model).
     """
     classifier = classifier_lib.load_classifier(config.classifier)  # first: fails fast offline
-    source = _real_source(config)
-    if source.num_images is not None and source.num_images < config.num_images:
+    real, training = _sources(config)
+    if real.num_images is not None and real.num_images < config.num_images:
         raise EvaluationError(
-            f"The real data has {source.num_images} images, fewer than --num_images="
+            f"The real data has {real.num_images} images, fewer than --num_images="
             f"{config.num_images}: lower --num_images."
         )
     generator = load_model(config.model, config.num_classes)
     evaluator = evaluator_lib.Evaluator(
         classifier,
-        source.dataset_fn,
-        source.cache_key,
+        real.dataset_fn,
+        real.cache_key,
         config.num_images,
         batch_size=config.batch_size,
         cache_dir=config.cache_dir,
         seed=config.seed,
         per_class=config.per_class,
+        training=training,
+        class_map=config.classifier_classes,
     )
     results = evaluator.evaluate(generator, truncation=config.truncation)
     record = dict(results, config=dataclasses.asdict(config), classifier_path=classifier.path)
@@ -177,13 +206,19 @@ def define_flags(fv):
         flag_values=fv,
     )
     flags.DEFINE_integer("seed", 0, "Seed of the latents and of KID's shuffling.", flag_values=fv)
-    flags.DEFINE_bool("per_class", True, "Also compute per-class FID (intra-FID).", flag_values=fv)
-    # Real data: exactly one of a data set (the shared data flags) or an .npz.
-    cli.define_data_flags(fv, "test", "Real data")
+    flags.DEFINE_bool(
+        "per_class", True, "Also compute the per-class metrics (intra-FID & co.).", flag_values=fv
+    )
+    # The training data (default: the run's record), and the held-out real images.
+    cli.define_data_flags(
+        fv, "train", "Training data (the images the model learned from; default: the run's)"
+    )
+    cli.define_eval_data_flags(fv)
     flags.DEFINE_string(
         "real_images_npz",
         None,
-        "An .npz with `images` uint8 [N, R, R, 3] and int `labels` [N] (generator ids).",
+        "Held-out real images as an .npz with `images` uint8 [N, R, R, 3] and int "
+        "`labels` [N] (generator ids).",
         flag_values=fv,
     )
     flags.DEFINE_integer(
@@ -220,9 +255,12 @@ def define_flags(fv):
     for name, (checker, message) in validators.items():
         flags.register_validator(name, checker, message=message, flag_values=fv)
     flags.register_multi_flags_validator(
-        ["real_images_npz", "dataset"],
-        lambda values: (values["real_images_npz"] is None) != (values["dataset"] is None),
-        message="Give the real data as exactly one of --dataset or --real_images_npz.",
+        ["real_images_npz", "eval_split", "eval_image_folder", "eval_classes"],
+        lambda f: not (
+            f["real_images_npz"] and (f["eval_split"] or f["eval_image_folder"] or f["eval_classes"])
+        ),
+        message="Give the held-out images as one of --real_images_npz or --eval_split / "
+        "--eval_image_folder / --eval_classes.",
         flag_values=fv,
     )
 
@@ -237,17 +275,50 @@ def _resolution(fv):
     return config["resolution"]
 
 
+def _training_data(fv):
+    """The training `data.DataConfig`: the data flags, else the run's record, else None."""
+    if fv.dataset:
+        return cli.data_config(fv, _resolution(fv), seed=fv.seed, flip=False)
+    recorded = model_io.training_data_of(fv.model)
+    if recorded is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(data.DataConfig)}
+    values = {k: v for k, v in recorded.items() if k in fields}
+    if values.get("classes") is not None:
+        values["classes"] = tuple(values["classes"])
+    return data.DataConfig(**dict(values, flip=False))
+
+
 def config_from_flags(fv):
     """The `EvalConfig` of parsed flags (defined by `define_flags`).
 
     Raises:
       EvaluationError: a data set needs a resolution that cannot be read from the model.
+      data.DataError: held-out flags that do not fit the training data.
     """
-    # Every field but data_config is the flag of the same name.
-    data_config = None
-    if fv.dataset:
-        data_config = cli.data_config(fv, _resolution(fv), seed=fv.seed, flip=False)
-    return cli.config_of(EvalConfig, fv, data_config=data_config)
+    data_config = _training_data(fv)
+    eval_data = None
+    if data_config is not None:
+        eval_data = cli.eval_data_config(fv, data_config)
+    elif fv.eval_split or fv.eval_image_folder or fv.eval_classes:
+        raise EvaluationError(
+            f"--eval_split/--eval_image_folder/--eval_classes name held-out images of the "
+            f"training data, which {fv.model} does not record: pass the data flags "
+            "(--dataset, ...) too, or --real_images_npz."
+        )
+    if data_config is None and not fv.real_images_npz:
+        raise EvaluationError(
+            f"No real data: {fv.model} records no training data. Pass --dataset (the "
+            "training data) with --eval_split or --eval_image_folder, or --real_images_npz."
+        )
+    # Every other field is the flag of the same name.
+    return cli.config_of(
+        EvalConfig,
+        fv,
+        data_config=data_config,
+        eval_data=eval_data,
+        classifier_classes=cli.class_map(fv),
+    )
 
 
 def main(fv):

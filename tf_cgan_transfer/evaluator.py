@@ -2,32 +2,34 @@
 
 `as_generator` turns any generator (a `biggan.Generator`, an exported SavedModel, a
 callable) into one interface; `Evaluator` generates images from it, classifies them and
-returns the `metrics` of their activations against those of the real images. The real
-activations are computed once per `Evaluator`, and cached on disk under a hash of
-everything that produced them (data, image count, classifier), so periodic evaluations
-during training and repeated command-line runs pay for them once.
+returns `scoring.score` of their `activations` against those of the real images (and,
+for the memorisation score, of the training images). The real and training activations
+are computed once per `Evaluator`, and cached on disk under a hash of everything that
+produced them (data, image count, classifier), so periodic evaluations during training
+and repeated command-line runs pay for them once.
 """
 
 import dataclasses
-import hashlib
-import io
-import json
 import math
-import os
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from tf_cgan_transfer import activations as activations_lib
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import classifier as classifier_lib
-from tf_cgan_transfer import metrics
+from tf_cgan_transfer import real_data
+from tf_cgan_transfer import scoring
 from tf_cgan_transfer.real_data import EvaluationError
 
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 _LOG_EVERY_BATCHES = 10
+# The memorisation score compares every generated image with every training image;
+# beyond this many training images it uses the first ones (and says so).
+MAX_TRAINING_IMAGES = 50_000
+SAME_CLASSES = "same"  # class map: the classifier's classes are the generator's
 
 
 # ---- Generators ---------------------------------------------------------------------
@@ -134,13 +136,8 @@ def as_generator(generator, num_classes=None, dim_z=None):
 # ---- Evaluator ----------------------------------------------------------------------
 
 
-def _canonical(key):
-    """The key as canonical JSON text: equal dicts in any order hash alike."""
-    return json.dumps(key, sort_keys=True, separators=(",", ":"))
-
-
 class Evaluator:
-    """Evaluates generators against one real data set; real activations are cached.
+    """Evaluates generators against one real image set; real activations are cached.
 
     Args:
       classifier: a handle or directory (`classifier.load_classifier`) or a loaded
@@ -153,13 +150,21 @@ class Evaluator:
         input size, feature width), so those never need to be in it.
       num_images: real images, and generated images per evaluation.
       batch_size: images per classifier (and generator) batch.
-      cache_dir: directory for `real_<sha1 of key>.npz` (pool features float32 [N, D],
-        labels int32 [N]) and its `.json` sidecar with the key; None: memory only.
+      cache_dir: directory for the cached activations (`real_<sha1 of key>.npz` and
+        `train_<sha1>.npz`, each with a `.json` sidecar holding the key); None: memory
+        only.
       seed: seed of the latents and of KID's shuffling.
-      per_class: also compute per-class FID (intra-FID).
+      per_class: also compute the per-class metrics.
+      training: a `real_data.RealSource` of the training images (every one of them, up
+        to `MAX_TRAINING_IMAGES`), for the memorisation score and the check of whether
+        the real set is the training data; None: neither.
+      class_map: the classifier's index of each generator class, for the class accuracy
+        of generated images; `SAME_CLASSES` ("same"): generator class i is the
+        classifier's class i; None: the classifier does not know the generator's classes.
 
     Raises:
-      EvaluationError: sizes out of range or a cache key that is not a JSON dict.
+      EvaluationError: sizes out of range, a training source of unknown size, a bad
+        class map, or a cache key that is not a JSON dict.
       classifier.ClassifierError: the classifier cannot be resolved or loaded.
     """
 
@@ -173,6 +178,8 @@ class Evaluator:
         cache_dir: Optional[str] = None,
         seed: int = 0,
         per_class: bool = True,
+        training: Optional[real_data.RealSource] = None,
+        class_map: Optional[Sequence[int]] = None,
     ):
         if num_images < 2 or batch_size < 1:
             raise EvaluationError(
@@ -180,141 +187,123 @@ class Evaluator:
             )
         if not isinstance(cache_key, dict):
             raise EvaluationError(f"cache_key must be a dict, got {type(cache_key).__name__}.")
+        if training is not None and not training.num_images:
+            raise EvaluationError("The training images' source must know how many images it holds.")
         self.classifier = classifier_lib.load_classifier(classifier)
+        self.class_map = class_map
+        if class_map not in (None, SAME_CLASSES):
+            self._check_class_map([int(c) for c in class_map])
         self.real_dataset_fn = real_dataset_fn
         self.num_images = int(num_images)
         self.batch_size = int(batch_size)
+        self.cache = activations_lib.ActivationCache(cache_dir)
         self.cache_dir = cache_dir
         self.seed = seed
         self.per_class = per_class
+        self.training = training
+        self.real_set = cache_key
+        classifier_key = dict(
+            name=self.classifier.name,
+            image_size=self.classifier.image_size,
+            pool_dim=self.classifier.pool_dim,
+        )
         self.cache_key = dict(
             data=cache_key,
             num_images=self.num_images,
-            classifier=dict(
-                name=self.classifier.name,
-                image_size=self.classifier.image_size,
-                pool_dim=self.classifier.pool_dim,
-            ),
-            format=CACHE_FORMAT,
+            classifier=classifier_key,
+            format=activations_lib.CACHE_FORMAT,
         )
+        self.num_training = 0
+        if training is not None:
+            self.num_training = min(int(training.num_images), MAX_TRAINING_IMAGES)
+            if training.num_images > MAX_TRAINING_IMAGES:
+                logging.warning(
+                    "The memorisation score uses the first %d of %d training images.",
+                    MAX_TRAINING_IMAGES,
+                    training.num_images,
+                )
+            self.training_cache_key = dict(
+                self.cache_key, data=training.cache_key, num_images=self.num_training
+            )
         try:
-            self._key_text = _canonical(self.cache_key)
+            self._key_text = activations_lib.canonical(self.cache_key)
+            if training is not None:
+                self._training_key_text = activations_lib.canonical(self.training_cache_key)
         except (TypeError, ValueError) as e:
             raise EvaluationError(f"cache_key must be JSON-serialisable: {e}") from e
         self._real = None
+        self._training = None
+        self._warned_training_data = False
         self._steps = {}
 
+    def _check_class_map(self, class_map, num_classes=None):
+        if num_classes is not None and len(class_map) != num_classes:
+            raise EvaluationError(
+                f"The class map has {len(class_map)} entries but the generator has "
+                f"{num_classes} classes: give one classifier class per generator class "
+                "(--classifier_classes)."
+            )
+        if not all(0 <= c < self.classifier.num_logits for c in class_map):
+            raise EvaluationError(
+                f"The class map {list(class_map)} names classifier classes outside "
+                f"0..{self.classifier.num_logits - 1} (the classifier has "
+                f"{self.classifier.num_logits} logits; --classifier_classes)."
+            )
+        return list(class_map)
+
+    def resolved_class_map(self, num_classes):
+        """The class map for a generator of `num_classes` classes (None: no accuracy)."""
+        if self.class_map is None:
+            return None
+        if self.class_map == SAME_CLASSES:
+            return self._check_class_map(range(num_classes))
+        return self._check_class_map([int(c) for c in self.class_map], num_classes)
+
     def cache_paths(self):
-        """`(npz path, json path)` of the real statistics, or None without a cache_dir."""
-        if not self.cache_dir:
-            return None
-        digest = hashlib.sha1(self._key_text.encode("utf8")).hexdigest()
-        stem = os.path.join(self.cache_dir, f"real_{digest}")
-        return stem + ".npz", stem + ".json"
+        """`(npz path, json path)` of the real activations, or None without a cache_dir."""
+        return self.cache.paths("real", self._key_text)
 
-    def _read_cache(self):
-        paths = self.cache_paths()
-        if not paths or not all(tf.io.gfile.exists(p) for p in paths):
-            return None
-        try:
-            with tf.io.gfile.GFile(paths[1]) as f:
-                if _canonical(json.load(f)["key"]) != self._key_text:
-                    logging.warning("%s holds a different key; recomputing.", paths[1])
-                    return None
-            with tf.io.gfile.GFile(paths[0], "rb") as f, np.load(io.BytesIO(f.read())) as data:
-                pool, labels = data["pool"], data["labels"]
-        except (OSError, ValueError, KeyError) as e:
-            logging.warning("Unreadable real statistics %s (%s); recomputing.", paths[0], e)
-            return None
-        if pool.shape != (self.num_images, self.classifier.pool_dim) or len(labels) != len(pool):
-            logging.warning("Real statistics %s have shape %s; recomputing.", paths[0], pool.shape)
-            return None
-        logging.info("Real statistics from %s", paths[0])
-        return pool, labels
-
-    def _write_cache(self, pool, labels):
-        npz_path, json_path = self.cache_paths()
-        tf.io.gfile.makedirs(self.cache_dir)
-        buffer = io.BytesIO()
-        np.savez(buffer, pool=pool, labels=labels)
-        sidecar = dict(key=self.cache_key, num_images=len(pool), pool_dim=pool.shape[1])
-        # The sidecar goes last: a statistics file without one is never read.
-        for path, content, mode in (
-            (npz_path, buffer.getvalue(), "wb"),
-            (json_path, json.dumps(sidecar, indent=2, sort_keys=True), "w"),
-        ):
-            with tf.io.gfile.GFile(path + ".tmp", mode) as f:
-                f.write(content)
-            tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
-        logging.info("Wrote real statistics %s", npz_path)
-
-    def _check_dataset(self, dataset):
-        if not isinstance(dataset, tf.data.Dataset):
-            raise EvaluationError(
-                f"real_dataset_fn returned a {type(dataset).__name__}, not a tf.data.Dataset."
+    def _cached(self, prefix, key, key_text, count, dataset_fn, what):
+        arrays = self.cache.get(prefix, key_text, count, self.classifier.pool_dim)
+        if arrays is None:
+            arrays = activations_lib.classify(
+                self.classifier, dataset_fn(), count, self.batch_size, what
             )
-        spec = dataset.element_spec
-        ok = isinstance(spec, tuple) and len(spec) == 2
-        if ok:
-            images, labels = spec
-            ok = (
-                images.dtype.is_floating
-                and images.shape.rank == 4
-                and images.shape[-1] == 3
-                and labels.dtype.is_integer
-                and labels.shape.rank == 1
-            )
-        if not ok:
-            raise EvaluationError(
-                f"real_dataset_fn must yield (float images [B, R, R, 3] in [-1, 1], int "
-                f"labels [B]) batches; its element_spec is {spec}."
-            )
-
-    def _classify_real(self):
-        dataset = self.real_dataset_fn()
-        self._check_dataset(dataset)
-        dataset = dataset.unbatch().take(self.num_images).batch(self.batch_size)
-        pools, labels = [], []
-        start = time.time()
-        for i, (images, y) in enumerate(dataset.prefetch(tf.data.AUTOTUNE)):
-            if i == 0:
-                low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
-                if low < -1.01 or high > 1.01:
-                    raise EvaluationError(
-                        f"real_dataset_fn's images span [{low:g}, {high:g}]; scale them to "
-                        "[-1, 1] (x / 127.5 - 1 for uint8 pixels)."
-                    )
-            pools.append(self.classifier(images)[classifier_lib.POOL_KEY].numpy())
-            labels.append(y.numpy())
-            if (i + 1) % _LOG_EVERY_BATCHES == 0:
-                done = sum(map(len, labels))
-                logging.info(
-                    "Real images: %d/%d classified (%.1f images/s)",
-                    done,
-                    self.num_images,
-                    done / (time.time() - start),
-                )
-        count = sum(map(len, labels))
-        if count < self.num_images:
-            raise EvaluationError(
-                f"real_dataset_fn yielded {count} images, fewer than num_images="
-                f"{self.num_images}: lower num_images or make the dataset repeat."
-            )
-        return np.concatenate(pools).astype(np.float32), np.concatenate(labels).astype(np.int32)
+            if self.cache_dir:
+                self.cache.put(prefix, key, key_text, arrays)
+        return arrays
 
     def real_activations(self):
-        """`(pool features float32 [N, D], labels int32 [N])` of the real images.
+        """The `activations.Activations` of the `num_images` real images.
 
         Read from the cache when its key matches, else computed (and cached); kept in
         memory after the first call.
         """
         if self._real is None:
-            self._real = self._read_cache()
-            if self._real is None:
-                self._real = self._classify_real()
-                if self.cache_dir:
-                    self._write_cache(*self._real)
+            self._real = self._cached(
+                "real",
+                self.cache_key,
+                self._key_text,
+                self.num_images,
+                self.real_dataset_fn,
+                "real_dataset_fn",
+            )
         return self._real
+
+    def training_activations(self):
+        """The `Activations` of the training images, or None without a training source."""
+        if self.training is None:
+            return None
+        if self._training is None:
+            self._training = self._cached(
+                "train",
+                self.training_cache_key,
+                self._training_key_text,
+                self.num_training,
+                self.training.dataset_fn,
+                "the training images' dataset",
+            )
+        return self._training
 
     def _generation_function(self, generator, adapter):
         """The traced generate-and-classify step, one per generator object (reused)."""
@@ -328,8 +317,13 @@ class Evaluator:
                 ]
             )
             def generate_and_classify(z, y):
-                outputs = self.classifier(adapter(z, y))
-                return outputs[classifier_lib.POOL_KEY], outputs[classifier_lib.LOGITS_KEY]
+                images = adapter(z, y)
+                outputs = self.classifier(images)
+                return (
+                    outputs[classifier_lib.POOL_KEY],
+                    outputs[classifier_lib.LOGITS_KEY],
+                    activations_lib.small_pixels(images),
+                )
 
             # Holding the generator keeps its id from being reused by another object.
             self._steps[key] = (generator, generate_and_classify)
@@ -344,7 +338,7 @@ class Evaluator:
         return sum(fn.experimental_get_tracing_count() for _, fn in self._steps.values())
 
     def generated_activations(self, generator, truncation=1.0):
-        """`(pool [N, D], logits [N, C], labels [N])` of `num_images` generated images.
+        """The `Activations` of `num_images` generated images.
 
         Labels cycle over the classes (`i % num_classes`); z is
         `biggan.sample_z(num_images, dim_z, truncation, seed)`, so the images depend only
@@ -360,13 +354,12 @@ class Evaluator:
         labels = np.arange(n + pad, dtype=np.int32) % adapter.num_classes
         labels[n:] = labels[:pad]
         generate_and_classify = self._generation_function(generator, adapter)
-        pools, logits = [], []
+        parts = []
         start = time.time()
         for i in range(num_batches):
             rows = slice(i * batch, (i + 1) * batch)
-            pool, logit = generate_and_classify(z[rows], labels[rows])
-            pools.append(pool.numpy())
-            logits.append(logit.numpy())
+            pool, logits, pixels = generate_and_classify(z[rows], labels[rows])
+            parts.append((pool.numpy(), logits.numpy(), labels[rows], pixels.numpy()))
             if (i + 1) % _LOG_EVERY_BATCHES == 0 or i + 1 == num_batches:
                 done = min(n, (i + 1) * batch)
                 logging.info(
@@ -375,52 +368,49 @@ class Evaluator:
                     n,
                     done / (time.time() - start),
                 )
-        return np.concatenate(pools)[:n], np.concatenate(logits)[:n], labels[:n]
+        generated = activations_lib.concatenate(parts)
+        return generated.select(np.arange(len(generated)) < n)
 
     def evaluate(self, generator, truncation=1.0):
         """Generates `num_images` images and scores them against the real images.
 
         Returns:
-          A dict: `fid`, `kid`, `kid_std` (NaN with one KID block, i.e. <= 1024 images),
-          `inception_score`, `kmmd`, `precision`, `recall`, `density`, `coverage`
-          (`metrics.manifold_metrics`); with per_class also `per_class_fid` ({class id:
-          FID}), `mean_per_class_fid` (over classes with a finite FID) and
-          `per_class_manifold` ({class id: the four nearest-neighbour metrics}); and
-          `num_real`, `num_generated`, `seconds` (all of this call, including real
-          statistics when not cached) and `images_per_second` (generation and
-          classification only).
+          `scoring.score`'s dict, plus `real_set` (the real data's cache key: which
+          images FID & co. used), `training_set` (the training images' key, or None),
+          `num_real`, `num_generated`, `seconds` (all of this call, including real and
+          training activations when not cached) and `images_per_second` (generation
+          and classification only).
         """
         start = time.time()
-        real, real_labels = self.real_activations()
+        real = self.real_activations()
+        training = self.training_activations()
         adapter = as_generator(generator)
+        class_map = self.resolved_class_map(adapter.num_classes)
         generation_start = time.time()
-        pool, logits, labels = self.generated_activations(generator, truncation)
+        generated = self.generated_activations(generator, truncation)
         generation_seconds = time.time() - generation_start
-        metrics.warn_if_too_few(len(real), len(pool), pool.shape[1])
-        kid, kid_std = metrics.kernel_distance(real, pool, seed=self.seed)
-        results = dict(
-            fid=metrics.frechet_distance(real, pool),
-            kid=kid,
-            kid_std=kid_std,
-            inception_score=metrics.inception_score(logits),
-            kmmd=metrics.kernel_mmd(real, pool),
-            **metrics.manifold_metrics(real, pool),
+        results = scoring.score(
+            real,
+            generated,
+            adapter.num_classes,
+            training=training,
+            class_map=class_map,
+            seed=self.seed,
+            per_class=self.per_class,
         )
-        if self.per_class:
-            per_class = metrics.per_class_frechet_distance(
-                real, real_labels, pool, labels, adapter.num_classes
+        if results["real_is_training_data"] and not self._warned_training_data:
+            self._warned_training_data = True
+            logging.warning(
+                "FID, KID, precision/recall and density/coverage compare with the training "
+                "images, which a copying generator matches best: %s",
+                results["memorisation_note"],
             )
-            finite = [v for v in per_class.values() if np.isfinite(v)]
-            results["per_class_fid"] = per_class
-            results["mean_per_class_fid"] = float(np.mean(finite)) if finite else float("nan")
-            results["per_class_manifold"] = {
-                c: metrics.manifold_metrics(real[real_labels == c], pool[labels == c])
-                for c in range(adapter.num_classes)
-            }
         results.update(
+            real_set=self.real_set,
+            training_set=None if self.training is None else self.training.cache_key,
             num_real=len(real),
-            num_generated=len(pool),
+            num_generated=len(generated),
             seconds=time.time() - start,
-            images_per_second=len(pool) / generation_seconds,
+            images_per_second=len(generated) / generation_seconds,
         )
         return results

@@ -228,7 +228,19 @@ def density_coverage(real, generated, k=DENSITY_COVERAGE_K):
 
 MANIFOLD_KEYS = ("precision", "recall", "density", "coverage")
 # The scalars of an evaluation (TensorBoard's eval/*).
-HEADLINE_KEYS = ("fid", "kid", "inception_score", "kmmd", "mean_per_class_fid", *MANIFOLD_KEYS)
+HEADLINE_KEYS = (
+    "fid",
+    "kid",
+    "inception_score",
+    "kmmd",
+    "mean_per_class_fid",
+    *MANIFOLD_KEYS,
+    "memorisation_ratio",
+    "copy_share",
+    "pixel_memorisation_ratio",
+    "pixel_copy_share",
+    "class_accuracy",
+)
 
 
 def manifold_metrics(real, generated):
@@ -275,6 +287,31 @@ def memorisation(generated, train, held_out, percentile=COPY_PERCENTILE):
         copy_share=float(np.mean(generated_d < threshold)),
         copy_threshold=threshold,
     )
+
+
+MEMORISATION_KEYS = ("memorisation_ratio", "copy_share", "copy_threshold")
+
+
+def nan_memorisation(prefix=""):
+    """The `memorisation` dict of NaNs (keys with `prefix`), for when it cannot be computed."""
+    return {prefix + key: float("nan") for key in MEMORISATION_KEYS}
+
+
+def class_accuracy(logits, labels, class_map):
+    """Share of images whose top logit is the classifier class of their label.
+
+    Args:
+      logits: `[N, C]` classifier logits.
+      labels: `[N]` the generator's class ids (the class each image was drawn for).
+      class_map: `class_map[y]` is the classifier's index of generator class y.
+
+    Returns:
+      The accuracy in [0, 1]; NaN for no images.
+    """
+    if len(labels) == 0:
+        return float("nan")
+    expected = np.asarray(class_map)[np.asarray(labels)]
+    return float(np.mean(np.argmax(logits, axis=1) == expected))
 
 
 def warn_if_too_few(num_real, num_generated, feature_dim):
@@ -324,7 +361,9 @@ def summary(results):
       results: a dict as `evaluator.Evaluator.evaluate` returns it.
 
     Returns:
-      FID, KID, IS, KMMD (and mean per-class FID when present), image counts and speed.
+      FID, KID, IS, KMMD and whichever of mean per-class FID, the nearest-neighbour
+      metrics, the memorisation score and class accuracy are present; a mark when the
+      real set is the training data; image counts and speed.
     """
     line = (
         f"FID {results['fid']:.3f}  KID {results['kid']:.5f}  IS {results['inception_score']:.3f}"
@@ -334,6 +373,16 @@ def summary(results):
         line += f"  mean per-class FID {results['mean_per_class_fid']:.3f}"
     if "precision" in results:
         line += "  " + "  ".join(f"{k} {results[k]:.3f}" for k in MANIFOLD_KEYS)
+    if math.isfinite(results.get("memorisation_ratio", float("nan"))):
+        line += (
+            f"  memorisation {results['memorisation_ratio']:.3f}"
+            f" (pixels {results['pixel_memorisation_ratio']:.3f})"
+            f"  copies {results['copy_share']:.3f}"
+        )
+    if "class_accuracy" in results:
+        line += f"  class accuracy {results['class_accuracy']:.3f}"
+    if results.get("real_is_training_data"):
+        line += "  [real set = training data]"
     return line + (
         f"  ({results['num_generated']} generated vs {results['num_real']} real images, "
         f"{results['images_per_second']:.1f} images/s, {results['seconds']:.1f} s)"

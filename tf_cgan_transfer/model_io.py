@@ -184,6 +184,25 @@ def generator_config(path):
     return None
 
 
+def training_data_of(path):
+    """The `data` of the `TrainConfig` recorded by the run `path` belongs to, or None.
+
+    `path` is a run directory or one of its models directories (`best/`, `models/`,
+    `models_ema/`); the run's `config.json` holds what it was trained on. Returns the
+    JSON dict (`data.DataConfig`'s fields).
+    """
+    if not path or _is_url(path):
+        return None
+    path = path.rstrip("/")
+    for root in (path, os.path.dirname(path)):
+        config_file = RunLayout(root).config_file
+        if tf.io.gfile.exists(config_file):
+            with tf.io.gfile.GFile(config_file) as f:
+                recorded = json.load(f).get("data")
+            return recorded if isinstance(recorded, dict) else None
+    return None
+
+
 def load_models(path):
     """`(generator, discriminator or None)` of a models directory or a finished run's
     `models/` (G and D as trained: what a transfer or a kp_bn 'ft' stage starts from)."""

@@ -22,6 +22,7 @@ from tf_cgan_transfer import data
 from tf_cgan_transfer import distribute
 from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
@@ -200,7 +201,7 @@ def define_flags(fv):
     flags.DEFINE_integer(
         "eval_every",
         0,
-        "Steps between FID evaluations (0: none); the best models by FID "
+        "Steps between evaluations (0: none); the best models by --best_metric "
         "are kept in model_dir/best.",
         flag_values=fv,
     )
@@ -221,6 +222,14 @@ def define_flags(fv):
         "Cache of real-data statistics (None: model_dir/eval_cache).",
         flag_values=fv,
     )
+    flags.DEFINE_enum(
+        "best_metric",
+        periodic_eval.DEFAULT_BEST_METRIC,
+        periodic_eval.BEST_METRICS,
+        "The metric model_dir/best is selected by (lowest wins).",
+        flag_values=fv,
+    )
+    cli.define_eval_data_flags(fv)
     flags.mark_flag_as_required("model_dir", flag_values=fv)
     flags.mark_flag_as_required("dataset", flag_values=fv)
     flags.register_multi_flags_validator(
@@ -277,6 +286,8 @@ def config_from_flags(fv):
         optimizer=cli.config_of(trainer.OptimizerConfig, fv, epsilon=fv.adam_eps),
         mixed_precision=precision.resolve(fv.mixed_precision, tpu=fv.strategy == "tpu"),
         augment_policy=policy,
+        eval_data=cli.eval_data_config(fv, data_config),
+        classifier_classes=cli.class_map(fv),
     )
 
 

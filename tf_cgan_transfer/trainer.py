@@ -3,7 +3,7 @@
 Reads top to bottom in run order: strategy and seeding, models and optimisers under the
 strategy's scope (`transfer.build`), checkpoint restore, the step functions
 (`train_step.GANStep`), the host loop and its hooks (logs, sample sheets, periodic
-evaluation keeping the best models by FID, checkpoints, final models and the kp_bn
+evaluation keeping the best models by a chosen metric, checkpoints, final models and the kp_bn
 class-affinity report). Library code: it never reads flags; `TrainConfig` carries
 everything, and `model_io.RunLayout` names every file it writes.
 """
@@ -18,17 +18,14 @@ import tensorflow as tf
 
 from tf_cgan_transfer import affinity
 from tf_cgan_transfer import biggan
-from tf_cgan_transfer import classifier as classifier_lib
 from tf_cgan_transfer import data
 from tf_cgan_transfer import distribute
 from tf_cgan_transfer import errors
-from tf_cgan_transfer import evaluator as evaluator_lib
 from tf_cgan_transfer import images
 from tf_cgan_transfer import limited_data
-from tf_cgan_transfer import metrics
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
-from tf_cgan_transfer import real_data
 from tf_cgan_transfer import sampling
 from tf_cgan_transfer import train_step
 from tf_cgan_transfer import transfer
@@ -107,8 +104,12 @@ class TrainConfig:
     classifier: Optional[str] = None
     eval_cache_dir: Optional[str] = None
     # Real images of periodic evaluation; None: `data` (with images_per_class, the capped
-    # training subset, repeated up to eval_num_images).
+    # training subset, repeated up to eval_num_images; the evaluations say so).
     eval_data: Optional[data.DataConfig] = None
+    best_metric: str = periodic_eval.DEFAULT_BEST_METRIC
+    # The classifier's index of each new class (class accuracy of generated images);
+    # None: the classifier does not know the new classes.
+    classifier_classes: Optional[Tuple[int, ...]] = None
 
     def transfer_config(self, num_new_classes):
         """The `transfer.TransferConfig` of this run for the data's class count."""
@@ -219,7 +220,8 @@ class Trainer:
         )
         self.train_step = self.steps.train_step
         # Built (and the classifier loaded) now, so a missing classifier fails before training.
-        self.evaluator = self.make_evaluator()
+        self.evaluation = self.make_evaluation()
+        self.evaluator = self.evaluation and self.evaluation.evaluator
 
     def _optimizer(self, lr, beta1, beta2, loss_scaling):
         optimizer = tf.keras.optimizers.Adam(
@@ -280,27 +282,12 @@ class Trainer:
 
     # ---- Evaluation ----------------------------------------------------------------------
 
-    def make_evaluator(self):
-        """An `evaluator.Evaluator` for periodic FID when `eval_every` > 0, else None."""
-        cfg = self.config
-        if cfg.eval_every <= 0:
+    def make_evaluation(self):
+        """The run's `periodic_eval.PeriodicEvaluation` when `eval_every` > 0, else None."""
+        if self.config.eval_every <= 0:
             return None
-        # The classifier first: a missing one is the likelier, and cheaper, failure.
-        classifier = classifier_lib.load_classifier(
-            cfg.classifier or classifier_lib.INCEPTION_HANDLE
-        )
-        if cfg.eval_data is None:  # the training data: reuse its plan
-            real = real_data.from_data_config(cfg.data, cfg.eval_batch_size, self.data_plan())
-        else:
-            real = real_data.from_data_config(cfg.eval_data, cfg.eval_batch_size)
-        return evaluator_lib.Evaluator(
-            classifier,
-            real.dataset_fn,
-            real.cache_key,
-            num_images=cfg.eval_num_images,
-            batch_size=cfg.eval_batch_size,
-            cache_dir=cfg.eval_cache_dir or self.layout.eval_cache_dir,
-            seed=cfg.seed,
+        return periodic_eval.PeriodicEvaluation(
+            self.config, self.data_plan(), self.layout, self.best_fid
         )
 
     def _standing_stats(self, generator):
@@ -310,28 +297,12 @@ class Trainer:
         )
 
     def run_evaluation(self, step, writer=None):
-        """FID & co. of the sampling generator; keeps the best models by FID in `best/`."""
-        if self.evaluator is None or not self.is_chief:
+        """Scores the sampling generator; keeps the best models by `best_metric` in `best/`."""
+        if self.evaluation is None or not self.is_chief:
             return None
         generator = self.sampling_generator()
         self._standing_stats(generator)
-        results = self.evaluator.evaluate(generator)
-        results["step"] = step
-        model_io.write_json(self.layout.eval_file(step), metrics.json_safe(results))
-        if writer is not None:
-            with writer.as_default(step=step):
-                for key in metrics.HEADLINE_KEYS:
-                    if key in results:
-                        tf.summary.scalar(f"eval/{key}", results[key])
-        logging.info("eval at step %d: %s", step, metrics.summary(results))
-        if math.isfinite(results["fid"]) and results["fid"] < float(self.best_fid.numpy()):
-            self.best_fid.assign(results["fid"])
-            model_io.save_models(self.layout.best_dir, generator, self.discriminator)
-            model_io.write_json(self.layout.best_metrics_file, metrics.json_safe(results))
-            logging.info(
-                "New best FID %.3f at step %d: saved %s", results["fid"], step, self.layout.best_dir
-            )
-        return results
+        return self.evaluation(step, generator, self.discriminator, writer)
 
     # ---- Data ----------------------------------------------------------------------------
 
