@@ -1,5 +1,6 @@
 """Tests of the tf_cgan_transfer.evaluate command line (flags, JSON output, errors)."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import tensorflow as tf
 from tests import eval_fixtures
 from tests import fake_inception
 from tests import model_fixtures
+from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import model_io
 
@@ -104,32 +106,122 @@ class CommandLineTest(tf.test.TestCase):
         self.assertEqual(config.num_images, 10000)
         no_data = flags.FlagValues()
         evaluate.define_flags(no_data)
-        with self.assertRaisesRegex(flags.IllegalFlagValueError, "exactly one of --dataset"):
-            no_data(["evaluate", f"--model={model_dir}", "--output=/tmp/x.json"])
+        no_data(["evaluate", f"--model={model_dir}", "--output=/tmp/x.json"])
+        with self.assertRaisesRegex(evaluate.EvaluationError, "records no training data"):
+            evaluate.config_from_flags(no_data)
         both = flags.FlagValues()
         evaluate.define_flags(both)
-        with self.assertRaisesRegex(flags.IllegalFlagValueError, "exactly one of --dataset"):
-            both(["evaluate"] + good + ["--dataset=cifar100"])
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "one of --real_images_npz or"):
+            both(["evaluate"] + good + ["--eval_split=test"])
+        orphan = flags.FlagValues()
+        evaluate.define_flags(orphan)
+        orphan(["evaluate", f"--model={model_dir}", "--output=/tmp/x.json", "--eval_split=test"])
+        with self.assertRaisesRegex(evaluate.EvaluationError, "does not record.*--dataset"):
+            evaluate.config_from_flags(orphan)
 
-    def test_cli_on_an_image_folder_data_set(self):
+    def test_training_data_comes_from_the_run_and_held_out_flags_replace_it(self):
+        root = self.create_tempdir().full_path
+        run_dir = os.path.join(root, "run")
+        for models in ("best", "models"):  # a finished run
+            model_io.save_models(os.path.join(run_dir, models), eval_fixtures.tiny_generator())
+        recorded = dict(
+            dataset="cgan_demo_shapes",
+            resolution=32,
+            split="train",
+            data_dir="/data/tfds",
+            image_folder=None,
+            classes=[4, 5, 6],
+            images_per_class=10,
+            flip=True,
+            seed=3,
+            shuffle_buffer=100,
+        )
+        model_io.write_json(os.path.join(run_dir, "config.json"), dict(data=recorded, seed=3))
+        for model in (run_dir, os.path.join(run_dir, "best")):
+            flag_values = flags.FlagValues()
+            evaluate.define_flags(flag_values)
+            flag_values(
+                ["evaluate", f"--model={model}", "--output=/tmp/x.json", "--eval_split=test"]
+            )
+            config = evaluate.config_from_flags(flag_values)
+            expected = data.DataConfig(**dict(recorded, classes=(4, 5, 6), flip=False))
+            self.assertEqual(config.data_config, expected)
+            self.assertEqual(
+                config.eval_data,
+                dataclasses.replace(expected, split="test", images_per_class=None),
+            )
+        # Held-out classes and folders; a TFDS split of folder data is refused.
+        flag_values = flags.FlagValues()
+        evaluate.define_flags(flag_values)
+        flag_values(
+            ["evaluate", f"--model={run_dir}", "--output=/tmp/x.json", "--eval_classes=7,8,9"]
+        )
+        config = evaluate.config_from_flags(flag_values)
+        self.assertEqual((config.eval_data.split, config.eval_data.classes), ("train", (7, 8, 9)))
+        for extra, message in (
+            (["--eval_classes=7,8"], "--eval_classes has 2 classes and --classes 3"),
+            (
+                ["--dataset=folder", f"--image_folder={root}", "--eval_split=test"],
+                "names a TFDS split, but the training data is the image folder",
+            ),
+        ):
+            flag_values = flags.FlagValues()
+            evaluate.define_flags(flag_values)
+            flag_values(["evaluate", f"--model={run_dir}", "--output=/tmp/x.json", *extra])
+            with self.assertRaisesRegex(data.DataError, message):
+                evaluate.config_from_flags(flag_values)
+
+    def test_cli_on_image_folders_training_and_held_out(self):
         root, model_dir, _ = self._fixture()
-        folder = model_fixtures.write_image_folder(os.path.join(root, "images"), per_class=4)
+        train = model_fixtures.write_image_folder(os.path.join(root, "train"), per_class=4)
+        held_out = model_fixtures.write_image_folder(
+            os.path.join(root, "held_out"), per_class=6, seed=1
+        )
         classifier = os.path.join(root, "classifier_folder")
         fake_inception.write_tf2_module(classifier)
-        output = os.path.join(root, "folder_metrics.json")
-        result = self._run(
+        common = [
             f"--model={model_dir}",
             "--dataset=folder",
-            f"--image_folder={folder}",
+            f"--image_folder={train}",
             f"--classifier={classifier}",
+            "--classifier_classes=same",
             "--num_images=12",
             "--batch_size=4",
-            f"--output={output}",
-        )
+        ]
+        # The training data as the real set: said in the record, on the console, in the line.
+        output = os.path.join(root, "train_metrics.json")
+        result = self._run(*common, f"--output={output}")
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertRegex(result.stderr, "compare with the training images")
+        self.assertIn("[real set = training data]", result.stdout)
         with open(output) as f:
             record = json.load(f)
-        self.assertIn("fid", json.dumps(record))
+        self.assertIs(record["real_is_training_data"], True)
+        self.assertIsNone(record["memorisation_ratio"])
+        self.assertEqual(record["real_set"], record["training_set"])
+        self.assertEqual(record["num_training"], 12)
+        # Held-out images: FID & co. against them, and the memorisation score.
+        output = os.path.join(root, "held_out_metrics.json")
+        result = self._run(
+            *common, f"--eval_image_folder={held_out}", "--num_images=18", f"--output={output}"
+        )
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertNotRegex(result.stderr, "compare with the training images")
+        self.assertRegex(result.stdout, r"memorisation [\d.]+ \(pixels [\d.]+\)")
+        with open(output) as f:
+            record = json.load(f)
+        self.assertIs(record["real_is_training_data"], False)
+        self.assertEqual(record["real_set"]["image_folder"], held_out)
+        self.assertEqual(record["training_set"]["image_folder"], train)
+        self.assertEqual((record["num_training"], record["num_held_out"]), (12, 18))
+        for key in (
+            "memorisation_ratio",
+            "copy_share",
+            "pixel_memorisation_ratio",
+            "class_accuracy",
+        ):
+            self.assertTrue(np.isfinite(record[key]), key)
+        self.assertEqual(sorted(record["per_class"]), ["0", "1", "2"])
 
     def test_offline_default_classifier_is_one_clear_error(self):
         root, model_dir, npz = self._fixture()

@@ -428,7 +428,10 @@ class MemorisationTest(tf.test.TestCase):
                 of = lambda a: pick(a.of_class(c))  # noqa: E731
                 expected = reference(of(generated), of(train), of(real))
                 self.assertAllClose(
-                    [ideal["per_class"][c][prefix + k] for k in ("memorisation_ratio", "copy_share")],
+                    [
+                        ideal["per_class"][c][prefix + k]
+                        for k in ("memorisation_ratio", "copy_share")
+                    ],
                     expected[:2],
                     rtol=1e-5,
                 )
@@ -447,7 +450,9 @@ class MemorisationTest(tf.test.TestCase):
             evaluator.training_activations().pool,
             held.pool,
         )
-        self.assertAllClose([results[k] for k in metrics.MEMORISATION_KEYS], list(expected.values()))
+        self.assertAllClose(
+            [results[k] for k in metrics.MEMORISATION_KEYS], list(expected.values())
+        )
 
     def test_the_training_data_as_real_set_is_flagged_and_warned_once(self):
         evaluator = self._evaluator(self.train, self.train_labels, num_images=60)

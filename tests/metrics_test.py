@@ -104,6 +104,41 @@ class MetricsTest(tf.test.TestCase):
         with self.assertNoLogs("absl", "WARNING"):
             metrics.warn_if_too_few(2048, 2048, 2048)
 
+    def test_class_accuracy(self):
+        logits = np.array([[0.0, 2.0, 1.0, 0.0], [3.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+        # Generator classes 0, 1 -> classifier classes 1, 3.
+        self.assertAllClose(metrics.class_accuracy(logits, [0, 1, 1], [1, 3]), 2 / 3)
+        self.assertAllClose(metrics.class_accuracy(logits, [1, 0, 0], [1, 3]), 0.0)
+        self.assertTrue(np.isnan(metrics.class_accuracy(logits[:0], [], [1, 3])))
+
+    def test_summary_shows_what_the_results_hold(self):
+        results = dict(
+            fid=1.5,
+            kid=0.01,
+            inception_score=2.0,
+            kmmd=0.1,
+            num_generated=10,
+            num_real=12,
+            images_per_second=5.0,
+            seconds=2.0,
+        )
+        line = metrics.summary(results)
+        self.assertRegex(line, r"^FID 1.500  KID 0.01000  IS 2.000  KMMD 0.10000  \(10 generated")
+        results.update(
+            memorisation_ratio=0.9,
+            pixel_memorisation_ratio=0.8,
+            copy_share=0.04,
+            class_accuracy=0.75,
+            real_is_training_data=True,
+        )
+        self.assertRegex(
+            metrics.summary(results),
+            r"memorisation 0.900 \(pixels 0.800\)  copies 0.040  class accuracy 0.750"
+            r"  \[real set = training data\]",
+        )
+        results["memorisation_ratio"] = float("nan")
+        self.assertNotIn("memorisation", metrics.summary(results))
+
     def test_json_safe_reaches_into_lists(self):
         value = {1: [np.float32(0.5), float("nan"), (float("inf"), np.int64(3))]}
         self.assertEqual(metrics.json_safe(value), {"1": [0.5, None, [None, 3]]})

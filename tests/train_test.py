@@ -1,5 +1,6 @@
 """Tests of the train.py command line: flagfiles, validation, an end-to-end run."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -104,6 +105,47 @@ class FlagfileTest(tf.test.TestCase):
         fv = parse("--flagfile=configs/flowers.flags", "--augment_policy=colour")
         with self.assertRaisesRegex(ValueError, "Unknown augmentation 'colour'.*choose from"):
             train.config_from_flags(fv)
+
+    def test_evaluation_flags(self):
+        config = train.config_from_flags(parse("--flagfile=configs/flowers.flags"))
+        self.assertEqual((config.eval_data, config.best_metric), (None, "fid"))
+        self.assertIsNone(config.classifier_classes)
+        fv = parse(
+            "--flagfile=configs/flowers.flags",
+            "--split=train",
+            "--images_per_class=10",
+            "--eval_split=test",
+            "--best_metric=kid",
+            "--classifier_classes=same",
+        )
+        config = train.config_from_flags(fv)
+        self.assertEqual(
+            config.eval_data,
+            dataclasses.replace(config.data, split="test", images_per_class=None, flip=False),
+        )
+        self.assertEqual((config.best_metric, config.classifier_classes), ("kid", "same"))
+        self.assertEqual(train.config_from_flags(parse(*train.flag_lines(fv))), config)
+        fv = parse(
+            "--flagfile=configs/flowers.flags",
+            "--classes=3,4",
+            "--eval_image_folder=/data/held_out",
+            "--eval_classes=1,0",
+            "--classifier_classes=7,9",
+        )
+        config = train.config_from_flags(fv)
+        self.assertEqual(
+            (config.eval_data.dataset, config.eval_data.image_folder, config.eval_data.classes),
+            ("folder", "/data/held_out", (1, 0)),
+        )
+        self.assertEqual(config.classifier_classes, (7, 9))
+        for extra, message in (
+            (["--best_metric=is"], "value should be one of <fid|kid|mean_per_class_fid>"),
+            (["--eval_split=test", "--eval_image_folder=/x"], "one of --eval_split or"),
+            (["--classifier_classes=same,3"], "--classifier_classes must be 'same' or"),
+            (["--eval_classes=1,1"], "--eval_classes must be a list of distinct"),
+        ):
+            with self.assertRaisesRegex(flags.IllegalFlagValueError, message):
+                parse("--flagfile=configs/flowers.flags", *extra)
 
     def test_resolved_flags_round_trip(self):
         fv = parse("--flagfile=configs/cifar100.flags", "--model_dir=/tmp/run")

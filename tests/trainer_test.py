@@ -265,6 +265,7 @@ class PeriodicEvaluationTest(tf.test.TestCase):
         with open(os.path.join(model_dir, "best", "metrics.json")) as f:
             best = json.load(f)
         self.assertAllClose(best["fid"], float(run.best_fid.numpy()))
+        self.assertEqual(best["best_metric"], "fid")
         g, d = model_io.restore_models(os.path.join(model_dir, "best"))
         self.assertEqual((g.num_classes, d.num_classes), (3, 3))
         # The real statistics were computed once and cached.
@@ -300,10 +301,14 @@ class PeriodicEvaluationTest(tf.test.TestCase):
             (dataclasses.replace(capped, images_per_class=None), 18),
         ):
             run = trainer.Trainer(dataclasses.replace(config, eval_data=eval_data))
-            real, labels = run.evaluator.real_activations()
+            real = run.evaluator.real_activations()
             self.assertLen(real, 18)
-            self.assertLen(np.unique(real, axis=0), distinct)  # the capped 6, repeated
-            self.assertAllEqual(np.bincount(labels), [6, 6, 6])
+            self.assertLen(np.unique(real.pool, axis=0), distinct)  # the capped 6, repeated
+            self.assertAllEqual(np.bincount(real.labels), [6, 6, 6])
+            # The training images take part too: the capped 6, once each.
+            training = run.evaluator.training_activations()
+            self.assertLen(np.unique(training.pool, axis=0), 6)
+            self.assertLen(training, 6)
 
     def test_missing_classifier_fails_before_training(self):
         root = self.create_tempdir().full_path

@@ -140,7 +140,9 @@ def classify(classifier, dataset, num_images, batch_size, what="real_dataset_fn"
         done += len(labels)
         if (i + 1) % _LOG_EVERY_BATCHES == 0:
             rate = done / (time.time() - start)
-            logging.info("%s: %d/%d images classified (%.1f images/s)", what, done, num_images, rate)
+            logging.info(
+                "%s: %d/%d images classified (%.1f images/s)", what, done, num_images, rate
+            )
     if done < num_images:
         raise EvaluationError(
             f"{what} yielded {done} images, fewer than num_images={num_images}: lower "
@@ -190,7 +192,9 @@ class ActivationCache:
         if arrays.pool.shape != (num_images, pool_dim) or any(
             len(getattr(arrays, f)) != num_images for f in _FIELDS
         ):
-            logging.warning("Statistics %s have shape %s; recomputing.", paths[0], arrays.pool.shape)
+            logging.warning(
+                "Statistics %s have shape %s; recomputing.", paths[0], arrays.pool.shape
+            )
             return None
         logging.info("Statistics of %s from %s", prefix, paths[0])
         return arrays

@@ -257,7 +257,8 @@ def define_flags(fv):
     flags.register_multi_flags_validator(
         ["real_images_npz", "eval_split", "eval_image_folder", "eval_classes"],
         lambda f: not (
-            f["real_images_npz"] and (f["eval_split"] or f["eval_image_folder"] or f["eval_classes"])
+            f["real_images_npz"]
+            and (f["eval_split"] or f["eval_image_folder"] or f["eval_classes"])
         ),
         message="Give the held-out images as one of --real_images_npz or --eval_split / "
         "--eval_image_folder / --eval_classes.",

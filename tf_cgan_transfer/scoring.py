@@ -15,6 +15,7 @@ import numpy as np
 
 from tf_cgan_transfer import metrics
 
+
 def training_overlap(real, training):
     """Boolean `[len(real)]`: which real images are (pixel-for-pixel) training images."""
     seen = {row.tobytes() for row in training.pixels}
