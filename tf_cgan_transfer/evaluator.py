@@ -12,7 +12,7 @@ and repeated command-line runs pay for them once.
 import dataclasses
 import math
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from absl import logging
 import numpy as np
@@ -179,7 +179,7 @@ class Evaluator:
         seed: int = 0,
         per_class: bool = True,
         training: Optional[real_data.RealSource] = None,
-        class_map: Optional[Sequence[int]] = None,
+        class_map: Optional[Union[str, Sequence[int]]] = None,
     ):
         if num_images < 2 or batch_size < 1:
             raise EvaluationError(
