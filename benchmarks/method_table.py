@@ -130,12 +130,12 @@ class Settings:
 QUICK = dict(
     quick=True,
     seeds=1,
-    train_steps=20,
-    eval_every=10,
+    train_steps=4,
+    eval_every=2,
     sweep_images_per_class=(50,),
-    eval_num_images=200,
-    source_steps=20,
-    classifier_epochs=2,
+    eval_num_images=48,
+    source_steps=4,
+    classifier_epochs=1,
     workers=2,
 )
 
@@ -244,7 +244,9 @@ def run_trainer(config, evaluate_step_0=True):
     if evaluate_step_0:
         run.run_evaluation(0)
     run.train()
-    params = biggan.count_parameters(run.models.g_variables), biggan.count_parameters(run.models.d_variables)
+    params = biggan.count_parameters(run.models.g_variables), biggan.count_parameters(
+        run.models.d_variables
+    )
     return time.time() - start, *params
 
 

@@ -68,7 +68,7 @@ class PeriodicEvaluationTest(tf.test.TestCase):
         best = best if best is not None else tf.Variable(float("inf"))
         return (
             periodic_eval.PeriodicEvaluation(
-                config, data.validate(config.data), config.layout, best
+                config, lambda: data.validate(config.data), config.layout, best
             ),
             best,
         )

@@ -55,7 +55,8 @@ class PeriodicEvaluation:
     Args:
       config: the run's `trainer.TrainConfig` (its eval_* fields, data, classifier,
         best_metric, seed).
-      plan: the validated `data.DataPlan` of the training data.
+      data_plan: returns the validated `data.DataPlan` of the training data; called after
+        the classifier loads, so a missing classifier fails before the data is read.
       layout: the `model_io.RunLayout` the chief writes to.
       best: the scalar `tf.Variable` holding the best value so far (checkpointed).
 
@@ -66,7 +67,7 @@ class PeriodicEvaluation:
       classifier.ClassifierError: the classifier cannot be loaded (before any training).
     """
 
-    def __init__(self, config, plan, layout, best):
+    def __init__(self, config, data_plan, layout, best):
         check_best_metric(config.best_metric)
         recorded = recorded_best_metric(layout)
         if recorded not in (None, config.best_metric):
@@ -79,6 +80,7 @@ class PeriodicEvaluation:
         classifier = classifier_lib.load_classifier(
             config.classifier or classifier_lib.INCEPTION_HANDLE
         )
+        plan = data_plan()
         training = real_data.from_data_config(config.data, config.eval_batch_size, plan)
         if config.eval_data is None:  # the training data, repeated up to eval_num_images
             real = training

@@ -287,7 +287,7 @@ class Trainer:
         if self.config.eval_every <= 0:
             return None
         return periodic_eval.PeriodicEvaluation(
-            self.config, self.data_plan(), self.layout, self.best_fid
+            self.config, self.data_plan, self.layout, self.best_fid
         )
 
     def _standing_stats(self, generator):
