@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import shutil
 from unittest import mock
 
 import numpy as np
@@ -118,14 +119,13 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         self.assertEqual(still, [])
         return single_metrics
 
-    def test_kp_bn_step(self):
-        metrics = self._run("kp_bn", num_d_steps=2, grad_accumulation=2)
+    def test_kp_bn_step_with_diffaugment_and_lecam(self):
+        # Two D updates of two micro-batches each. Each replica augments its slice of the
+        # global draws; LeCam's averages are updated from the cross-replica means,
+        # between the two D updates too. (Which variables a method trains is
+        # FrozenVariablesTest's; the cross-replica machinery is the same for every method.)
+        metrics = self._run("kp_bn", num_d_steps=2, grad_accumulation=2, **AIDS)
         self.assertGreater(metrics["l1"], 0.0)
-
-    def test_finetune_step_with_diffaugment_and_lecam(self):
-        # Each replica augments its slice of the global draws; LeCam's averages are
-        # updated from the cross-replica means, between the two D updates too.
-        metrics = self._run("finetune", num_d_steps=2, grad_accumulation=2, **AIDS)
         self.assertGreater(metrics["lecam"], 0.0)
 
 
@@ -150,11 +150,23 @@ class LoopTest(tf.test.TestCase):
         cls.data = data.DataConfig(
             dataset="folder", image_folder=cls.folder, resolution=RESOLUTION, seed=5
         )
+        # One uninterrupted run that the resume and fault tests start from or compare with.
+        cls.straight = trainer.Trainer(cls._config(os.path.join(root, "loop_straight")))
+        cls.straight.train()
 
-    def _config(self, model_dir, **overrides):
-        base = dict(train_steps=4, checkpoint_every=2, ema_decay=0.9, deterministic=True)
+    @classmethod
+    def _config(cls, model_dir, **overrides):
+        # Both limited-data aids on, so their draws and the LeCam state are covered too.
+        base = dict(
+            train_steps=4,
+            checkpoint_every=2,
+            ema_decay=0.9,
+            deterministic=True,
+            sample_every=4,
+            **AIDS,
+        )
         base.update(overrides)
-        return tiny_config(model_dir, self.source, self.data, **base)
+        return tiny_config(model_dir, cls.source, cls.data, **base)
 
     def _final(self, run):
         lecam = [run.lecam] if run.lecam is not None else []
@@ -165,29 +177,19 @@ class LoopTest(tf.test.TestCase):
         ] + [run.g_optimizer.iterations.numpy()]
 
     def test_resumed_run_equals_uninterrupted_run(self):
-        # With both aids on, so their draws and the LeCam state resume too (the plain run
-        # restores a subset of the same state, through the same code).
-        resumed = self._check_resume(**AIDS)
-        self.assertEqual(int(resumed.lecam.updates.numpy()), 4)  # restored 2, then 2 more
-        # Resuming without the LeCam state the checkpoint holds is one clear error.
-        run = trainer.Trainer(self._config(resumed.config.model_dir, augment="diffaugment"))
-        with self.assertRaisesRegex(trainer.TrainingError, "does not match.*--lecam_weight"):
-            run.restore()
-
-    def _check_resume(self, **overrides):
-        straight = trainer.Trainer(self._config(self.create_tempdir().full_path, **overrides))
-        straight.train()
+        straight = self.straight
         model_dir = self.create_tempdir().full_path
-        first = trainer.Trainer(self._config(model_dir, train_steps=2, **overrides))
+        first = trainer.Trainer(self._config(model_dir, train_steps=2))
         first.train()
         self.assertEqual(int(first.step.numpy()), 2)
         # A new process would do this.
-        resumed = trainer.Trainer(self._config(model_dir, **overrides))
+        resumed = trainer.Trainer(self._config(model_dir))
         self.assertEqual(resumed.restore(), 2)
         resumed.train()
         self.assertEqual(int(resumed.step.numpy()), 4)
         for a, b in zip(self._final(straight), self._final(resumed)):
             self.assertAllEqual(a, b)
+        self.assertEqual(int(resumed.lecam.updates.numpy()), 4)  # restored 2, then 2 more
         self.assertEqual(
             sorted(os.listdir(os.path.join(model_dir, "ckpt"))),
             sorted(os.listdir(os.path.join(straight.config.model_dir, "ckpt"))),
@@ -195,27 +197,27 @@ class LoopTest(tf.test.TestCase):
         for name in ("models", "models_ema"):
             g, _ = model_io.restore_models(os.path.join(model_dir, name))
             self.assertEqual(g.num_classes, 3)
-        return resumed
+        # The sample sheet of the last step: rows = classes, columns = samples per class.
+        sheet = tf.io.decode_png(
+            tf.io.read_file(os.path.join(model_dir, "samples", "step_0000004.png"))
+        )
+        self.assertEqual(sheet.shape, [3 * 34 + 2, 4 * 34 + 2, 3])
+        # Resuming without the LeCam state the checkpoint holds is one clear error.
+        run = trainer.Trainer(self._config(model_dir, lecam_weight=0.0))
+        with self.assertRaisesRegex(trainer.TrainingError, "does not match.*--lecam_weight"):
+            run.restore()
 
     def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(self):
         model_dir = self.create_tempdir().full_path
-        # The good run also writes a sample sheet (rows = classes, columns = samples).
-        good = self._config(
-            model_dir, train_steps=2, sample_every=2, ema_decay=0.0, deterministic=False
-        )
-        trainer.Trainer(good).train()
-        sheet = tf.io.decode_png(
-            tf.io.read_file(os.path.join(model_dir, "samples", "step_0000002.png"))
-        )
-        self.assertEqual(sheet.shape, [3 * 34 + 2, 4 * 34 + 2, 3])
-        run = PoisonedTrainer(self._config(model_dir, train_steps=4, ema_decay=0.0))
+        shutil.copytree(self.straight.config.model_dir, model_dir, dirs_exist_ok=True)
+        run = PoisonedTrainer(self._config(model_dir, train_steps=6))
         with self.assertRaisesRegex(
             trainer.TrainingError,
-            r"Non-finite .*at step 3 .*the last good checkpoint is .*ckpt-2",
+            r"Non-finite .*at step 5 .*the last good checkpoint is .*ckpt-4",
         ):
             run.train()
-        self.assertEqual(os.path.basename(run.manager.latest_checkpoint), "ckpt-2")
-        # The models saved by the first (good) run were not replaced by poisoned ones.
+        self.assertEqual(os.path.basename(run.manager.latest_checkpoint), "ckpt-4")
+        # The models saved by the good run were not replaced by poisoned ones.
         _, d = model_io.restore_models(os.path.join(model_dir, "models"))
         self.assertTrue(np.all(np.isfinite(d.linear.kernel.numpy())))
 
