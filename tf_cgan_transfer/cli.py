@@ -195,6 +195,11 @@ def class_map(fv):
     return tuple(int(c) for c in fv.classifier_classes)
 
 
+def names_held_out(fv):
+    """True when `define_eval_data_flags`' flags name held-out images."""
+    return bool(fv.eval_split or fv.eval_image_folder or fv.eval_classes)
+
+
 def eval_data_config(fv, training):
     """The `data.DataConfig` of the held-out images (`define_eval_data_flags`), or None.
 
@@ -205,7 +210,7 @@ def eval_data_config(fv, training):
       data.DataError: a TFDS split of folder data, or a class count unlike the training
         data's.
     """
-    if not (fv.eval_split or fv.eval_image_folder or fv.eval_classes):
+    if not names_held_out(fv):
         return None
     if fv.eval_split and training.dataset == data.FOLDER:
         raise data.DataError(

@@ -301,7 +301,7 @@ def config_from_flags(fv):
     eval_data = None
     if data_config is not None:
         eval_data = cli.eval_data_config(fv, data_config)
-    elif fv.eval_split or fv.eval_image_folder or fv.eval_classes:
+    elif cli.names_held_out(fv):
         raise EvaluationError(
             f"--eval_split/--eval_image_folder/--eval_classes name held-out images of the "
             f"training data, which {fv.model} does not record: pass the data flags "

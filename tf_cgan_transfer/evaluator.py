@@ -197,11 +197,9 @@ class Evaluator:
         self.num_images = int(num_images)
         self.batch_size = int(batch_size)
         self.cache = activations_lib.ActivationCache(cache_dir)
-        self.cache_dir = cache_dir
         self.seed = seed
         self.per_class = per_class
         self.training = training
-        self.real_set = cache_key
         classifier_key = dict(
             name=self.classifier.name,
             image_size=self.classifier.image_size,
@@ -269,7 +267,7 @@ class Evaluator:
             arrays = activations_lib.classify(
                 self.classifier, dataset_fn(), count, self.batch_size, what
             )
-            if self.cache_dir:
+            if self.cache.cache_dir:
                 self.cache.put(prefix, key, key_text, arrays)
         return arrays
 
@@ -406,7 +404,7 @@ class Evaluator:
                 results["memorisation_note"],
             )
         results.update(
-            real_set=self.real_set,
+            real_set=self.cache_key["data"],
             training_set=None if self.training is None else self.training.cache_key,
             num_real=len(real),
             num_generated=len(generated),

@@ -221,7 +221,6 @@ class Trainer:
         self.train_step = self.steps.train_step
         # Built (and the classifier loaded) now, so a missing classifier fails before training.
         self.evaluation = self.make_evaluation()
-        self.evaluator = self.evaluation and self.evaluation.evaluator
 
     def _optimizer(self, lr, beta1, beta2, loss_scaling):
         optimizer = tf.keras.optimizers.Adam(
@@ -289,6 +288,11 @@ class Trainer:
         return periodic_eval.PeriodicEvaluation(
             self.config, self.data_plan, self.layout, self.best_fid
         )
+
+    @property
+    def evaluator(self):
+        """The `evaluator.Evaluator` of periodic evaluation, or None."""
+        return self.evaluation and self.evaluation.evaluator
 
     def _standing_stats(self, generator):
         cfg = self.config
