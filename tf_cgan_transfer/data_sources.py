@@ -5,7 +5,8 @@ with each record's class; `data.py` decides from that which records a run uses. 
 a kind of source, add an opener here that returns a `Source` and dispatch to it in
 `open_source`; `data.make_dataset` then needs only its records (`records`).
 
-Importing this module registers the offline `cgan_demo_shapes` data set with TFDS.
+Importing this module registers the offline `cgan_demo_shapes` data set and the
+`wesnoth_units` builder (made from the game's files) with TFDS.
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ import tensorflow_datasets as tfds
 
 from tf_cgan_transfer import demo_data
 from tf_cgan_transfer import errors
+from tf_cgan_transfer import wesnoth_units
 
 FOLDER = "folder"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -100,6 +102,9 @@ def _open_tfds(config):
         raise DataError(f"Cannot open TFDS data set {config.dataset!r}: {e}") from None
     features = builder.info.features
     label = features[LABEL_KEY] if LABEL_KEY in features else None
+    if isinstance(label, tfds.features.ClassLabel) and label.num_classes is None:
+        # Classes known only once prepared (wesnoth_units: from the game files).
+        raise _not_prepared(config, builder)
     if IMAGE_KEY not in features or not isinstance(label, tfds.features.ClassLabel):
         raise DataError(
             f"TFDS data set {config.dataset!r} has no {IMAGE_KEY!r} image and {LABEL_KEY!r} "
@@ -132,6 +137,13 @@ def _not_prepared(config, builder):
     if base_name(config.dataset) == demo_data.NAME:
         variant = builder.builder_config.name
         fix = f"run tf_cgan_transfer.demo_data.prepare({root!r}, {variant!r}) (works offline)"
+    elif base_name(config.dataset) == wesnoth_units.NAME:
+        variant = builder.builder_config.name
+        fix = (
+            f"run tf_cgan_transfer.wesnoth_units.prepare({root!r}, <manual_dir>, {variant!r}) "
+            "(works offline), with manual_dir the data/core folder of Wesnoth 1.16 "
+            "(holding units/ and images/units/). " + wesnoth_units.INSTRUCTIONS_LINE
+        )
     else:
         fix = (
             f"on a machine with internet run `tfds build {base_name(config.dataset)} "
