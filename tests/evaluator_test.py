@@ -263,6 +263,10 @@ class EvaluatorTest(tf.test.TestCase):
             self.generator
         )
         self.assertAllClose(pool, other_batch.pool, atol=1e-4, rtol=1e-4)
+        # Fewer images than one batch (a small held-out set): one padded batch.
+        fewer = self._evaluator(num_images=3, batch_size=8).generated_activations(self.generator)
+        self.assertAllClose(fewer.pool, pool[:3], atol=1e-4, rtol=1e-4)
+        self.assertAllEqual(fewer.labels, np.arange(3) % NUM_CLASSES)
         reseeded = self._evaluator(num_images=20, seed=1).generated_activations(self.generator)
         self.assertGreater(np.abs(reseeded.pool - pool).max(), 1e-3)
         truncated = base.generated_activations(self.generator, truncation=0.5)

@@ -348,9 +348,10 @@ class Evaluator:
         num_batches = math.ceil(n / batch)
         pad = num_batches * batch - n
         z = biggan.sample_z(n, adapter.dim_z, truncation, self.seed)
-        z = tf.concat([z, z[:pad]], axis=0)
+        # Zero padding (dropped below): `pad` may exceed n when n < batch.
+        z = tf.pad(z, [[0, pad], [0, 0]])
         labels = np.arange(n + pad, dtype=np.int32) % adapter.num_classes
-        labels[n:] = labels[:pad]
+        labels[n:] = 0
         generate_and_classify = self._generation_function(generator, adapter)
         parts = []
         start = time.time()
