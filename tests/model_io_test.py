@@ -35,6 +35,20 @@ class SaveRestoreTest(tf.test.TestCase):
         z, y = biggan.sample_z(2, 8, seed=6), tf.constant([1, 0])
         self.assertAllEqual(restored_g((z, y)), g((z, y)))
 
+    def test_save_and_restore_minegan_generator(self):
+        g = tiny_generator(
+            32, ch=8, dim_z=8, conditioning="minegan", num_source_classes=5, miner_hidden_dim=6
+        ).build_weights()
+        for w in g.miner.weights:  # a trained miner: z' != z, class weights not uniform
+            w.assign(tf.random.normal(w.shape))
+        directory = self.create_tempdir().full_path
+        model_io.save_models(directory, g)
+        restored = model_io.load_generator(directory)
+        self.assertEqual(restored.get_config(), g.get_config())
+        self.assertEqual(restored.miner.hidden_dim, 6)
+        z, y = biggan.sample_z(2, 8, seed=7), tf.constant([2, 0])
+        self.assertAllEqual(restored((z, y)), g((z, y)))
+
     def test_find_models_dir_of_a_finished_run(self):
         run = self.create_tempdir().full_path
         self.assertIsNone(model_io.find_models_dir(run))

@@ -60,6 +60,23 @@ class FlagfileTest(tf.test.TestCase):
         self.assertEqual((config.method, config.stage), ("kp_bn", "ft"))
         self.assertEqual(config.bn_checkpoint, "runs/flowers_bn")
 
+    def test_minegan_stages(self):
+        fv = parse("--flagfile=configs/flowers.flags", "--method=minegan", "--stage=miner")
+        config = train.config_from_flags(fv)
+        self.assertEqual((config.method, config.resolved_stage), ("minegan", "miner"))
+        ft = ["--flagfile=configs/flowers.flags", "--method=minegan", "--stage=ft"]
+        config = train.config_from_flags(parse(*ft, "--bn_checkpoint=runs/flowers_miner"))
+        self.assertEqual(config.bn_checkpoint, "runs/flowers_miner")
+        with self.assertRaisesRegex(
+            Exception, r"--stage=ft of minegan needs --bn_checkpoint \(the miner stage's"
+        ):
+            train.config_from_flags(parse(*ft))
+        # flowers.flags says --stage=bn, which is kp_bn's; miner is minegan's only.
+        for method, stage in (("minegan", "bn"), ("kp_bn", "miner")):
+            fv = parse("--flagfile=configs/flowers.flags", f"--method={method}", f"--stage={stage}")
+            with self.assertRaisesRegex(Exception, f"Method '{method}' has no stage '{stage}'"):
+                train.config_from_flags(fv)
+
     def test_bad_flags_fail_before_any_work(self):
         with self.assertRaisesRegex(flags.IllegalFlagValueError, "value should be one of"):
             parse("--model_dir=/tmp/x", "--dataset=cifar100", "--method=kpbn")

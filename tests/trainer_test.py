@@ -51,7 +51,19 @@ def _weights(models):
 class DistributionEquivalenceTest(tf.test.TestCase):
     """One step on 2 replicas equals the same step on 1 device with the same global batch."""
 
-    def _run(self, method, num_d_steps, grad_accumulation, **overrides):
+    def _run(
+        self,
+        method,
+        num_d_steps,
+        grad_accumulation,
+        prepare=None,
+        eager_reference=False,
+        **overrides,
+    ):
+        """Runs the step both ways and compares; `prepare(trainer)` may first change the
+        single-device trainer's weights (the mirrored one copies them). With
+        `eager_reference` the single-device step runs eagerly (the same Python step
+        function, without its ~30 s trace); the 2-replica step is always the traced one."""
         source_dir = self.create_tempdir().full_path
         model_fixtures.make_source(source_dir, shared=True, with_d=True)
         data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
@@ -81,6 +93,8 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         single = trainer.Trainer(config, tf.distribute.OneDeviceStrategy("/cpu:0"), num_classes=3)
         mirrored_strategy = distribution.two_replica_strategy()
         mirrored = trainer.Trainer(config, mirrored_strategy, num_classes=3)
+        if prepare is not None:
+            prepare(single)
         # Same starting point (fresh parameters such as A are random).
         for a, b in (
             (single.generator, mirrored.generator),
@@ -91,7 +105,8 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         initial_g = [v.numpy() for v in single.models.g_variables]
         images = np.stack([x for x, _ in real])  # [M, B, R, R, 3]
         labels = np.stack([y for _, y in real])  # [M, B]
-        single_metrics = single.train_step(tf.constant(images), tf.constant(labels))
+        single_step = single.steps._train_step if eager_reference else single.train_step
+        single_metrics = single_step(tf.constant(images), tf.constant(labels))
 
         def per_replica(batch):  # replica r gets examples [2r, 2r + 2) of every micro-batch
             return mirrored_strategy.experimental_distribute_values_from_function(
@@ -124,9 +139,24 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         # global draws; LeCam's averages are updated from the cross-replica means,
         # between the two D updates too. (Which variables a method trains is
         # FrozenVariablesTest's; the cross-replica machinery is the same for every method.)
-        metrics = self._run("kp_bn", num_d_steps=2, grad_accumulation=2, **AIDS)
+        metrics = self._run(
+            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, **AIDS
+        )
         self.assertGreater(metrics["l1"], 0.0)
         self.assertGreater(metrics["lecam"], 0.0)
+
+    def test_minegan_miner_step(self):
+        # The miner stage: G's gradient reaches only the miner, through the frozen G and
+        # its cross-replica BNs. One D update, no accumulation (that machinery is the
+        # kp_bn test's). The miner's zero output layer would leave its hidden layers
+        # without gradient at step 0, so it starts from small random weights here.
+        def trained_miner(run):
+            miner = run.generator.miner
+            rng = np.random.default_rng(1)
+            miner.kernel_out.assign(0.1 * rng.normal(size=miner.kernel_out.shape))
+
+        metrics = self._run("minegan", 1, 1, prepare=trained_miner, eager_reference=True)
+        self.assertEqual((metrics["l1"], metrics["l2"]), (0.0, 0.0))  # no A, no R
 
 
 class PoisonedTrainer(trainer.Trainer):
@@ -438,7 +468,8 @@ class FrozenVariablesTest(tf.test.TestCase):
 
     def _kernel_gradients(self, method, **overrides):
         """`{"d": (computed, trained), "g": (...)}`: per step, the kernel gradients the
-        pruned graph computes and the conv kernels the step's variable list trains."""
+        pruned graph computes and the conv kernels the step's variable list trains
+        (and `"run"`: the trainer)."""
         data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
         config = tiny_config(
             self.create_tempdir().full_path,
@@ -483,6 +514,7 @@ class FrozenVariablesTest(tf.test.TestCase):
                 2 * trained(run.models.d_variables),
             ),
             g=(computed(run.steps.g_micro_step, z, labels), trained(run.models.g_variables)),
+            run=run,
         )
 
     def test_kp_bn_bn_stage_computes_no_generator_kernel_gradients(self):
@@ -490,6 +522,25 @@ class FrozenVariablesTest(tf.test.TestCase):
         self.assertEqual(counts["g"], (0, 0))  # every conv of G is frozen in the BN stage
         self.assertGreater(counts["d"][1], 0)
         self.assertEqual(counts["d"][0], counts["d"][1])
+
+    def test_minegan_miner_stage_computes_gradients_of_the_miner_only(self):
+        counts = self._kernel_gradients("minegan")
+        self.assertEqual(counts["g"], (0, 0))  # G's body is frozen in the miner stage
+        self.assertEqual(counts["d"][0], counts["d"][1])
+        run = counts["run"]
+        self.assertEqual(
+            [id(v) for v in run.models.g_variables],
+            [id(v) for v in run.generator.miner.trainable_variables],
+        )
+        # Every miner variable gets a gradient (through the whole frozen G).
+        z = tf.random.normal([4, run.generator.dim_z])
+        grads = run.steps.g_micro_step(z, tf.constant([0, 1, 2, 0]))[0]
+        self.assertNotIn(None, grads)
+        miner = run.generator.miner
+        by_variable = {id(v): g for v, g in zip(run.models.g_variables, grads)}
+        # Before training only the output layer and the class logits move (z' = z).
+        for v in (miner.kernel_out, miner.class_logits):
+            self.assertGreater(float(tf.reduce_max(tf.abs(by_variable[id(v)]))), 0.0, v.name)
 
     def test_finetune_and_freeze_d_compute_exactly_the_trained_kernels(self):
         counts = self._kernel_gradients("finetune")

@@ -77,6 +77,38 @@ class KnowledgePropagationInvariantTest(tf.test.TestCase):
         self.assertAllEqual(dst_bn.R_gamma, np.zeros([2, dst_bn.R_gamma.shape[1]]))
 
 
+class MineGANInvariantTest(tf.test.TestCase):
+    """Before training, minegan at new class n is the source at the class weights of its
+    miner: z' = z (zero output layer) and softmax(L[n]) over the old classes."""
+
+    def _logits(self, generator, seed):
+        logits = 3.0 * np.random.default_rng(seed).normal(size=[3, OLD_CLASSES])
+        generator.miner.class_logits.assign(logits.astype(np.float32))
+        return tf.nn.softmax(logits.astype(np.float32))
+
+    def _check(self, source, generator, z):
+        labels = tf.constant([0, 1, 2, 1])
+        uniform = tf.fill([4, OLD_CLASSES], 1.0 / OLD_CLASSES)
+        self.assertAllClose(generator((z, labels)), source((z, uniform)), atol=1e-5, rtol=0)
+        weights = tf.gather(self._logits(generator, 4), labels)
+        expected = source((z, weights))
+        self.assertAllClose(generator((z, labels)), expected, atol=1e-5, rtol=0)
+        # Guard: the mixtures change the image, so the check above is not vacuous.
+        self.assertGreater(float(tf.reduce_max(tf.abs(expected - source((z, uniform))))), 1e-2)
+
+    def test_sources_with_and_without_a_shared_embedding(self):
+        for shared in (True, False):
+            with self.subTest(shared=shared):
+                directory = self.create_tempdir().full_path
+                source, _ = make_source(directory, shared=shared)
+                g = transfer.build(
+                    transfer.TransferConfig("minegan", 3), source=directory
+                ).generator
+                self.assertEqual((g.conditioning, g.num_source_classes), ("minegan", OLD_CLASSES))
+                self.assertEqual(g.shared_dim, source.shared_dim)
+                self._check(source, g, biggan.sample_z(4, g.dim_z, seed=5))
+
+
 class TrainableVariablesTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -152,6 +184,41 @@ class TrainableVariablesTest(tf.test.TestCase):
             self._names(models.g_variables), self._names(models.generator.trainable_variables)
         )
 
+    def test_minegan_stages_train_the_miner_then_everything(self):
+        source, source_d = model_io.restore_models(self.directory)
+        models = self._build("minegan", 4)
+        g, d = models.generator, models.discriminator
+        names = self._names(models.g_variables)
+        self.assertEqual(names, self._names(g.miner.trainable_variables))
+        self.assertLen(names, 8)
+        for name in names:
+            self.assertRegex(name, "^Generator/miner/")
+        self.assertEqual(self._names(models.d_variables), self._names(d.trainable_variables))
+        # N (H + K) + 2 dz H + H^2 + 2 H + dz (dz: the whole z; H: miner_hidden_dim).
+        n, k, dz, h = 4, OLD_CLASSES, g.dim_z, g.miner_hidden_dim
+        expected = n * (h + k) + 2 * dz * h + h * h + 2 * h + dz
+        self.assertEqual(biggan.count_parameters(models.g_variables), expected)
+        # The whole pretrained G is kept, its old-class conditioning included; D keeps
+        # the pretrained body with a fresh embedding for the new classes.
+        self.assertAllEqual(g.linear.kernel, source.linear.kernel)
+        self.assertAllEqual(g.blocks[1].HyperBN.beta.kernel, source.blocks[1].HyperBN.beta.kernel)
+        self.assertAllEqual(g.blocks[2].conv1.kernel, source.blocks[2].conv1.kernel)
+        self.assertAllEqual(d.blocks[1].conv1.kernel, source_d.blocks[1].conv1.kernel)
+        self.assertAllEqual(d.linear.kernel, source_d.linear.kernel)
+        self.assertEqual(d.embedding.kernel.shape, [4, 32])
+        # Stage ft resumes from the miner stage's models and trains all of G and D.
+        g.miner.class_logits.assign(tf.random.normal([4, OLD_CLASSES]))
+        miner_dir = self.create_tempdir().full_path
+        model_io.save_models(miner_dir, g, d)
+        ft = transfer.build(
+            transfer.TransferConfig("minegan", 4, stage="ft"), bn_checkpoint=miner_dir
+        )
+        self.assertEqual(self._names(ft.g_variables), self._names(ft.generator.trainable_variables))
+        self.assertEqual(
+            self._names(ft.d_variables), self._names(ft.discriminator.trainable_variables)
+        )
+        self.assertAllEqual(ft.generator.miner.class_logits, g.miner.class_logits)
+
     def test_kp_bn_trainable_count_is_linear_in_new_classes(self):
         source, _ = model_io.restore_models(self.directory)
         k, dz = OLD_CLASSES, 2
@@ -213,6 +280,10 @@ class BadTransferTest(tf.test.TestCase):
             transfer.build(
                 transfer.TransferConfig("finetune", 3, stage="bn"), source=self.directory
             )
+        with self.assertRaisesRegex(
+            transfer.TransferError, r"Method 'minegan' has no stage 'bn'; its stages are \('miner'"
+        ):
+            transfer.build(transfer.TransferConfig("minegan", 3, stage="bn"), source=self.directory)
 
     def test_ft_without_bn_checkpoint(self):
         with self.assertRaisesRegex(
@@ -227,6 +298,22 @@ class BadTransferTest(tf.test.TestCase):
             transfer.build(
                 transfer.TransferConfig("kp_bn", 3, stage="ft"), bn_checkpoint=self.directory
             )
+
+    def test_minegan_ft_needs_a_miner_stage_checkpoint(self):
+        minegan_ft = transfer.TransferConfig("minegan", 3, stage="ft")
+        with self.assertRaisesRegex(
+            transfer.TransferError,
+            "Stage 'ft' of minegan resumes from a 'miner'-stage model directory: pass "
+            "bn_checkpoint=",
+        ):
+            transfer.build(minegan_ft, source=self.directory)
+        # The generator's conditioning must be minegan (a pretrained model's is biggan).
+        with self.assertRaisesRegex(
+            transfer.TransferError,
+            "is not a minegan 'miner'-stage model directory \\(generator conditioning is "
+            "'biggan'\\); run stage 'miner' first",
+        ):
+            transfer.build(minegan_ft, bn_checkpoint=self.directory)
 
     def test_checkpoint_class_count_or_resolution_mismatch(self):
         models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
@@ -256,6 +343,19 @@ class BadTransferTest(tf.test.TestCase):
         model_io.save_models(directory, models.generator, models.discriminator)
         with self.assertRaisesRegex(transfer.TransferError, "already a transferred"):
             transfer.build(transfer.TransferConfig("finetune", 3), source=directory)
+        # A minegan generator (in memory: what load_source returns for any source).
+        minegan = biggan.Generator(
+            32,
+            ch=8,
+            num_classes=3,
+            shared_dim=8,
+            dim_z=8,
+            attention_resolution=0,
+            conditioning="minegan",
+            num_source_classes=OLD_CLASSES,
+        )
+        with self.assertRaisesRegex(transfer.TransferError, r"already a transferred \(minegan\)"):
+            transfer.build(transfer.TransferConfig("minegan", 3), source=minegan)
 
     def test_bad_residual_init_and_freeze_depth(self):
         with self.assertRaisesRegex(transfer.TransferError, "Unknown residual_init 'ones'"):

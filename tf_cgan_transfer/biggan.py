@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import layers
+from tf_cgan_transfer import miner as miner_lib
 
 # Generator channel multipliers, from the input of block 0 to the output of the last
 # block; every block doubles the resolution, starting from 4x4.
@@ -29,6 +30,8 @@ STANDING_STATS_BATCH_SIZE = 64
 # Latent width; split into (blocks + 1) equal chunks when hierarchical.
 DEFAULT_DIM_Z = {32: 128, 64: 120, 128: 120, 256: 140, 512: 128}
 RESOLUTIONS = tuple(sorted(G_CHANNELS))
+# The BN conditionings, and "minegan": BigGAN's own BNs behind a miner (`miner.py`).
+CONDITIONINGS = (*conditional_bn.CONDITIONINGS, "minegan")
 
 
 def check_resolution(resolution):
@@ -129,7 +132,9 @@ class Generator(tf.keras.Model):
     """Class-conditional BigGAN generator.
 
     Call: `(z [B, dim_z], y)` -> images `[B, R, R, 3]` float32 in [-1, 1], where `y` is
-    int labels `[B]` or one-hot/mixture weights `[B, num_classes]`.
+    int labels `[B]` or one-hot/mixture weights `[B, num_classes]`. A "minegan" generator
+    first maps `(z, y)` through its `miner` to `(z', old-class weights [B, K])`, which the
+    pretrained body renders as a BigGAN over the K old classes would.
     `training=True` uses batch statistics (all-reduced across replicas) and advances the
     spectral-norm vectors; `accumulate_stats=True` uses batch statistics and folds them
     into the standing statistics (see `accumulate_standing_stats`).
@@ -148,11 +153,15 @@ class Generator(tf.keras.Model):
       bn_epsilon, final_bn_epsilon, sn_epsilon: the hub uses 1e-4 for all three.
       conditioning: "biggan" (pretrained BigGAN BNs), or, for generators transferred to
         new classes (`transfer.py`), "kp_bn" (knowledge-propagating BN: mixtures of
-        `num_source_classes` old classes) or "bn_only" (new per-class gains/biases).
-        Transferred generators take one-hot labels over their `num_classes` new classes
-        directly (no shared embedding) and keep z chunks when hierarchical.
-      num_source_classes: K, the old classes' count ("kp_bn" only).
+        `num_source_classes` old classes), "bn_only" (new per-class gains/biases) or
+        "minegan" (a `miner.Miner` in front of BigGAN's body over the old classes).
+        kp_bn/bn_only generators take one-hot labels over their `num_classes` new
+        classes directly (no shared embedding) and keep z chunks when hierarchical;
+        minegan keeps the source's class conditioning (shared embedding or per-BN tables
+        over K classes), fed with the miner's old-class weights.
+      num_source_classes: K, the old classes' count ("kp_bn" and "minegan").
       residual_init: initialiser of the per-class residuals R ("zeros", "orthogonal").
+      miner_hidden_dim: width of the miner's hidden layers ("minegan" only).
     """
 
     def __init__(
@@ -170,6 +179,7 @@ class Generator(tf.keras.Model):
         conditioning="biggan",
         num_source_classes=None,
         residual_init="zeros",
+        miner_hidden_dim=miner_lib.DEFAULT_HIDDEN_DIM,
         name="Generator",
         **kwargs,
     ):
@@ -179,16 +189,18 @@ class Generator(tf.keras.Model):
         self.num_blocks = len(multipliers) - 1
         if dim_z is None:
             dim_z = DEFAULT_DIM_Z[resolution]
-        if conditioning not in conditional_bn.CONDITIONINGS:
-            raise ValueError(
-                f"Unknown conditioning {conditioning!r}; use one of {conditional_bn.CONDITIONINGS}."
-            )
-        if conditioning == "biggan" and hierarchical_z and not shared_dim:
+        if conditioning not in CONDITIONINGS:
+            raise ValueError(f"Unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}.")
+        # BigGAN's own BNs (biggan, minegan) see z chunks only beside a shared embedding.
+        biggan_bns = conditioning in ("biggan", "minegan")
+        if biggan_bns and hierarchical_z and not shared_dim:
             raise ValueError("hierarchical_z=True needs a shared class embedding (shared_dim > 0).")
-        if conditioning != "biggan":
-            shared_dim = 0  # transferred G: the class code is the one-hot new label
-        if conditioning == "kp_bn" and not num_source_classes:
-            raise ValueError("conditioning='kp_bn' needs num_source_classes (old classes K).")
+        if not biggan_bns:
+            shared_dim = 0  # kp_bn / bn_only: the class code is the one-hot new label
+        if conditioning in ("kp_bn", "minegan") and not num_source_classes:
+            raise ValueError(
+                f"conditioning={conditioning!r} needs num_source_classes (old classes K)."
+            )
         if hierarchical_z and dim_z % (self.num_blocks + 1):
             raise ValueError(
                 f"dim_z={dim_z} must split into {self.num_blocks + 1} equal chunks "
@@ -215,10 +227,15 @@ class Generator(tf.keras.Model):
         self.conditioning = conditioning
         self.num_source_classes = num_source_classes
         self.residual_init = residual_init
+        self.miner_hidden_dim = miner_hidden_dim
         self.attention_index = (
             block_resolutions.index(attention_resolution) if attention_resolution else None
         )
 
+        self.miner = None  # minegan: maps (z, new label) to (z', old-class weights)
+        if conditioning == "minegan":
+            sizes = (num_classes, num_source_classes, miner_hidden_dim)
+            self.miner = miner_lib.Miner(*sizes, name="miner", dtype=layers.FLOAT32)
         if shared_dim:
             # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.
             self.linear = tf.keras.layers.Dense(
@@ -248,7 +265,7 @@ class Generator(tf.keras.Model):
 
     def _conditional_bn_config(self):
         common = dict(epsilon=self.bn_epsilon, sn_epsilon=self.sn_epsilon)
-        if self.conditioning == "biggan":
+        if self.conditioning in ("biggan", "minegan"):
             return dict(type="biggan", shared_embedding=bool(self.shared_dim), **common)
         z_chunk = self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
         return dict(
@@ -265,7 +282,8 @@ class Generator(tf.keras.Model):
         return [bn for block in self.blocks for bn in (block.HyperBN, block.HyperBN_1)]
 
     def class_code(self, y):
-        """What every conditional BN sees of the class: the shared embedding or one-hot y."""
+        """What every conditional BN sees of the class: the shared embedding or one-hot y
+        (over `num_classes`; for minegan, the miner's weights over the K old classes)."""
         if self.shared_dim:
             return self.linear(y)
         return y
@@ -280,8 +298,11 @@ class Generator(tf.keras.Model):
     def call(self, inputs, training=False, accumulate_stats=False):
         z, y = inputs
         y = to_one_hot(y, self.num_classes)
+        z = tf.cast(z, tf.float32)
+        if self.miner is not None:
+            z, y = self.miner(z, y)  # z', and y becomes weights over the K old classes
         code = self.class_code(y)
-        z0, chunks = self.split_z(tf.cast(z, tf.float32))
+        z0, chunks = self.split_z(z)
         h = self.G_linear(z0, training=training)
         h = tf.reshape(h, [-1, 4, 4, self.G_linear.units // 16])  # NHWC, as the hub
         h = tf.cast(h, self.compute_dtype)
@@ -326,6 +347,7 @@ class Generator(tf.keras.Model):
             conditioning=self.conditioning,
             num_source_classes=self.num_source_classes,
             residual_init=self.residual_init,
+            miner_hidden_dim=self.miner_hidden_dim,
             name=self.name,
         )
 

@@ -7,7 +7,7 @@ A training run directory (`--model_dir`) holds, as `RunLayout` names them:
     samples/step_*.png    sample sheets
     eval/step_*.json      periodic evaluations; eval_cache/ their real statistics
     best/                 the best models by FID (models.* + metrics.json)
-    models/               final G and D as trained (a kp_bn 'ft' stage starts here)
+    models/               final G and D as trained (a kp_bn or minegan 'ft' stage starts here)
     models_ema/           final EMA generator (what sampling and export use first)
     class_affinity.json   kp_bn runs: which old classes each new class draws on
     flags.txt, config.json, TensorBoard events
@@ -205,7 +205,7 @@ def training_data_of(path):
 
 def load_models(path):
     """`(generator, discriminator or None)` of a models directory or a finished run's
-    `models/` (G and D as trained: what a transfer or a kp_bn 'ft' stage starts from)."""
+    `models/` (G and D as trained: what a transfer or an 'ft' stage starts from)."""
     directory = find_models_dir(path)
     if directory is None:
         raise ModelError(

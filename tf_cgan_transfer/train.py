@@ -5,8 +5,8 @@ r"""Trains a BigGAN on new classes (or from scratch): the project's main command
 Every flag is validated before any work, so a bad flagfile fails at once. The run lives
 under --model_dir (`model_io.RunLayout`): `ckpt/`, `samples/*.png`, TensorBoard events,
 `flags.txt` (the resolved flags, reusable as a flagfile), `config.json`, and at the end
-`models/` (G and D; a kp_bn 'ft' stage resumes from it), `models_ema/` and, for kp_bn,
-`class_affinity.{json,txt}`. Flags after --flagfile override it.
+`models/` (G and D; a kp_bn or minegan 'ft' stage resumes from it), `models_ema/` and,
+for kp_bn, `class_affinity.{json,txt}`. Flags after --flagfile override it.
 """
 
 import dataclasses
@@ -51,15 +51,17 @@ def define_flags(fv):
         "method",
         "kp_bn",
         transfer.METHODS,
-        "kp_bn (the paper), bn_only, finetune (TransferGAN), freeze_d, scratch.",
+        "kp_bn (the paper), bn_only, finetune (TransferGAN), freeze_d, scratch, minegan "
+        "(MineGAN).",
         flag_values=fv,
     )
     flags.DEFINE_enum(
         "stage",
         None,
-        ["bn", "ft"],
-        "kp_bn stage: bn (train BN parameters) or ft (fine-tune; needs "
-        "--bn_checkpoint). None = the method's first stage.",
+        ["bn", "miner", "ft"],
+        "kp_bn: bn (train BN parameters) or ft (fine-tune; needs --bn_checkpoint); "
+        "minegan: miner (train the miner) or ft (miner and G; needs --bn_checkpoint). "
+        "None = the method's first stage.",
         flag_values=fv,
     )
     flags.DEFINE_string(
@@ -73,7 +75,7 @@ def define_flags(fv):
     flags.DEFINE_string(
         "bn_checkpoint",
         None,
-        "kp_bn stage ft: the bn stage's --model_dir (or its models/).",
+        "Stage ft of kp_bn (minegan): the bn (miner) stage's --model_dir (or its models/).",
         flag_values=fv,
     )
     flags.DEFINE_enum(
@@ -84,8 +86,15 @@ def define_flags(fv):
         flag_values=fv,
     )
     flags.DEFINE_integer("freeze_d_blocks", 2, "freeze_d: D blocks kept frozen.", flag_values=fv)
-    flags.DEFINE_float("l1_scale", 0.01, "Weight of the L1 term on the mixtures A.", flag_values=fv)
-    flags.DEFINE_float("l2_scale", 0.1, "Weight of the L2 term on the residuals R.", flag_values=fv)
+    flags.DEFINE_float(
+        "l1_scale", 0.01, "Weight of the L1 term on the mixtures A (kp_bn).", flag_values=fv
+    )
+    flags.DEFINE_float(
+        "l2_scale",
+        0.1,
+        "Weight of the L2 term on the residuals R (kp_bn, bn_only).",
+        flag_values=fv,
+    )
     # ---- Data ---------------------------------------------------------------------------
     cli.define_data_flags(fv, "train", "Training data")
     flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=fv)
@@ -268,9 +277,11 @@ def config_from_flags(fv):
     # The policy is checked even with --augment=none: a typo fails now, not when enabled.
     policy = limited_data.parse_policy(fv.augment_policy)
     limited_data.check(fv.augment, policy, fv.lecam_weight, fv.lecam_decay)
-    if method == "kp_bn" and transfer.resolve_stage(method, stage) == "ft" and not fv.bn_checkpoint:
+    if transfer.resumes_from_first_stage(method, stage) and not fv.bn_checkpoint:
+        first = transfer.STAGES[method][0]
         raise transfer.TransferError(
-            "--stage=ft of kp_bn needs --bn_checkpoint (the bn stage's model_dir)."
+            f"--stage={transfer.resolve_stage(method, stage)} of {method} needs --bn_checkpoint "
+            f"(the {first} stage's model_dir)."
         )
     resolution = fv.resolution or _source_resolution(fv.source, fv.bn_checkpoint)
     data_config = cli.data_config(

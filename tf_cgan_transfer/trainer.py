@@ -427,10 +427,10 @@ class Trainer:
         return path
 
     def save_final_models(self):
-        """`models/` (G and D as trained; a kp_bn 'ft' stage resumes from it), with EMA
-        `models_ema/` (the EMA generator, what sampling and export use), and for kp_bn
-        the class-affinity report. Non-chief workers write theirs to their scratch
-        directory."""
+        """`models/` (G and D as trained; a kp_bn or minegan 'ft' stage resumes from it),
+        with EMA `models_ema/` (the EMA generator, what sampling and export use), and for
+        kp_bn the class-affinity report (other methods learn no mixtures A). Non-chief
+        workers write theirs to their scratch directory."""
         out = self.output
         model_io.save_models(out.models_dir, self.generator, self.discriminator)
         if self.ema_generator is not None:

@@ -15,6 +15,9 @@ the only place that decides which variables a run trains:
 * `freeze_d` finetune with D's first `freeze_d_blocks` blocks frozen (FreezeD).
 * `scratch`  the same architecture from random initialisation; without a source, a
              BigGAN of `ArchitectureConfig` (e.g. to pretrain a source of our own).
+* `minegan`  MineGAN: the whole pretrained G behind a `miner.Miner` that maps (z, new
+             class) to (z', a mixture of old classes). Stages `miner` (train the miner
+             only) and `ft` (the miner and all of G; resumes from a `miner` checkpoint).
 
 D is fresh for hub sources (they ship none); for our own checkpoints it keeps the
 pretrained body with a fresh projection embedding for the N new classes.
@@ -32,14 +35,16 @@ from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import model_io
 
-METHODS = ("kp_bn", "bn_only", "finetune", "freeze_d", "scratch")
-# Stages each method has; the first is the default.
+METHODS = ("kp_bn", "bn_only", "finetune", "freeze_d", "scratch", "minegan")
+# Stages each method has; the first is the default. A later stage resumes from the
+# models the first one saved (`bn_checkpoint`).
 STAGES = {
     "kp_bn": ("bn", "ft"),
     "bn_only": ("bn",),
     "finetune": ("ft",),
     "freeze_d": ("ft",),
     "scratch": ("ft",),
+    "minegan": ("miner", "ft"),
 }
 
 
@@ -50,6 +55,13 @@ class TransferError(errors.UserError, ValueError):
 def resolve_stage(method, stage=None):
     """The stage a run of `method` trains: `stage`, or the method's first one."""
     return stage or STAGES.get(method, ("",))[0]
+
+
+def resumes_from_first_stage(method, stage=None):
+    """True when `stage` of `method` starts from the first stage's saved models (kp_bn's
+    and minegan's 'ft'), which `build` then needs as `bn_checkpoint`."""
+    stages = STAGES.get(method, ())
+    return len(stages) > 1 and resolve_stage(method, stage) != stages[0]
 
 
 def check_method(method, stage=None, residual_init="zeros"):
@@ -178,13 +190,20 @@ def _new_generator(source, config):
     method, n = config.method, config.num_new_classes
     generator_config = source.get_config()
     generator_config.update(num_classes=n, residual_init=config.residual_init)
-    if method in ("kp_bn", "bn_only"):
+    if method in ("kp_bn", "bn_only", "minegan"):
         generator_config.update(conditioning=method, num_source_classes=source.num_classes)
     generator = biggan.Generator.from_config(generator_config).build_weights()
     if method == "scratch":
         return generator
     _copy_generator_body(source, generator)
     pairs = list(zip(source.conditional_batch_norms(), generator.conditional_batch_norms()))
+    if method == "minegan":  # the whole pretrained G, its old-class conditioning included
+        for src_bn, dst_bn in pairs:
+            _copy(src_bn.gamma, dst_bn.gamma)
+            _copy(src_bn.beta, dst_bn.beta)
+        if source.shared_dim:
+            _copy(source.linear, generator.linear)
+        return generator
     if method in ("kp_bn", "bn_only"):
         for src_bn, dst_bn in pairs:
             for part in ("gamma", "beta"):
@@ -253,6 +272,8 @@ def trainable_variables(generator, discriminator, config):
         g_vars = _excluding(generator.trainable_variables, frozen)
     elif method == "bn_only":
         g_vars = [v for bn in cbns for v in (bn.R_gamma, bn.R_beta)]
+    elif method == "minegan" and stage == "miner":
+        g_vars = list(generator.miner.trainable_variables)
     else:
         g_vars = list(generator.trainable_variables)
     d_vars = list(discriminator.trainable_variables)
@@ -269,22 +290,26 @@ def trainable_variables(generator, discriminator, config):
     return g_vars, d_vars
 
 
-def _restore_bn_stage(bn_checkpoint, config):
+def _restore_first_stage(bn_checkpoint, config):
+    """G and D of the method's first stage (kp_bn 'bn', minegan 'miner'), checked."""
+    method, stage = config.method, config.resolved_stage
+    first = STAGES[method][0]
     try:
         generator, discriminator = model_io.load_models(bn_checkpoint)
     except model_io.ModelError as e:
-        raise TransferError(f"Cannot resume stage 'ft' from {bn_checkpoint!r}: {e}") from e
-    if generator.conditioning != "kp_bn" or discriminator is None:
+        raise TransferError(f"Cannot resume stage {stage!r} from {bn_checkpoint!r}: {e}") from e
+    # The generator's conditioning is named after the method (kp_bn, minegan).
+    if generator.conditioning != method or discriminator is None:
         raise TransferError(
-            f"{bn_checkpoint!r} is not a kp_bn 'bn'-stage model directory (generator "
-            f"conditioning is {generator.conditioning!r}); run stage 'bn' first."
+            f"{bn_checkpoint!r} is not a {method} {first!r}-stage model directory (generator "
+            f"conditioning is {generator.conditioning!r}); run stage {first!r} first."
         )
     if generator.num_classes != config.num_new_classes:
         raise TransferError(
             f"Class count mismatch: {bn_checkpoint!r} was trained for "
             f"{generator.num_classes} new classes, this run asks for {config.num_new_classes}."
         )
-    _check_resolution(generator, config, f"the 'bn' checkpoint {bn_checkpoint!r}")
+    _check_resolution(generator, config, f"the {first!r} checkpoint {bn_checkpoint!r}")
     return generator, discriminator
 
 
@@ -317,10 +342,11 @@ def build(config, source=None, bn_checkpoint=None, architecture=None):
     Args:
       config: what to build.
       source: TF-Hub handle or module directory, one of our model or run directories,
-        or models in memory (see `model_io.load_source`); not needed for kp_bn's 'ft'
-        stage, nor for `scratch`, which then builds `architecture`.
-      bn_checkpoint: for kp_bn stage 'ft', the models directory (or run directory) the
-        'bn' stage saved.
+        or models in memory (see `model_io.load_source`); not needed for the 'ft' stage
+        of kp_bn or minegan, nor for `scratch`, which then builds `architecture`.
+      bn_checkpoint: for the 'ft' stage of kp_bn (minegan), the models directory (or run
+        directory) its 'bn' ('miner') stage saved. (The name is kp_bn's, kept for
+        `--bn_checkpoint`.)
       architecture: for `scratch` without a source, an `ArchitectureConfig` (None: its
         defaults).
 
@@ -328,13 +354,14 @@ def build(config, source=None, bn_checkpoint=None, architecture=None):
       A `TransferModels`.
     """
     config.validate()
-    if config.method == "kp_bn" and config.resolved_stage == "ft":
+    if resumes_from_first_stage(config.method, config.stage):
+        method, stage, first = config.method, config.resolved_stage, STAGES[config.method][0]
         if not bn_checkpoint:
             raise TransferError(
-                "Stage 'ft' of kp_bn resumes from a 'bn'-stage model directory: pass "
-                "bn_checkpoint= (the directory the 'bn' stage saved its models to)."
+                f"Stage {stage!r} of {method} resumes from a {first!r}-stage model directory: "
+                f"pass bn_checkpoint= (the directory the {first!r} stage saved its models to)."
             )
-        generator, discriminator = _restore_bn_stage(bn_checkpoint, config)
+        generator, discriminator = _restore_first_stage(bn_checkpoint, config)
     elif config.method == "scratch" and source is None:
         generator, discriminator = _scratch_models(config, architecture)
     else:
