@@ -24,6 +24,8 @@ ROWS = [
     ("bn_only", "bn"),
     ("finetune", "ft"),
     ("freeze_d", "ft"),
+    ("minegan", "miner"),
+    ("minegan", "ft"),
     ("scratch", "ft"),
 ]
 
@@ -40,9 +42,9 @@ def main(argv):
     for n in map(int, _NEW_CLASSES.value):
         built = {}
         for method, stage in ROWS:
-            if (method, stage) == ("kp_bn", "ft"):
-                # Same models as the bn stage (ft resumes from them), another trainable set.
-                models = built["kp_bn"]
+            if transfer.resumes_from_first_stage(method, stage):
+                # Same models as the first stage (ft resumes from them), another trainable set.
+                models = built[method]
                 config = transfer.TransferConfig(method, n, stage=stage)
                 g_vars, d_vars = transfer.trainable_variables(
                     models.generator, models.discriminator, config

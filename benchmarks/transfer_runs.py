@@ -1,0 +1,363 @@
+"""Runs of `benchmarks.transfer_benchmark`: configs, one unit of work, workers, the source.
+
+A unit of work is `(phase, unit, augment, (g_lr, d_lr), seed)`: one method (two-stage
+methods both stages, kp_bn also its bn stage alone) transferred from the source to the
+phase's new classes. Its directory (`run_dir`) names everything its result depends on,
+and its `result.json` (written last) holds its rows; finished units are reused.
+"""
+
+import concurrent.futures
+import dataclasses
+import glob
+import json
+import multiprocessing
+import os
+import shutil
+import time
+
+from absl import logging
+import tensorflow as tf
+
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import data
+from tf_cgan_transfer import evaluate
+from tf_cgan_transfer import model_io
+from tf_cgan_transfer import trainer
+from tf_cgan_transfer import transfer
+
+UNITS = ("kp_bn", "bn_only", "finetune", "freeze_d", "minegan", "scratch")
+ROWS = ("kp_bn (bn)", "kp_bn (bn+ft)", "bn_only", "finetune", "freeze_d", "minegan", "scratch")
+AUGMENTS = ("none", "diffaugment")
+# Two-stage units: (first stage, its share of the steps). kp_bn's bn stage runs first as
+# in the paper; MineGAN trains its miner alone first, then miner and G together.
+FIRST_STAGE = {"kp_bn": ("bn", 2 / 3), "minegan": ("miner", 1 / 2)}
+# (G, D) learning rates of the sweep: the paper's ImageNet pair, its CIFAR pair, and ten
+# times the CIFAR G rate (the BN-only methods move few, small parameters).
+LEARNING_RATES = ((1e-4, 4e-4), (2e-4, 2e-4), (2e-3, 2e-4))
+RESULT_FILE = "result.json"
+# The records' final/best metrics (headline scalars of an evaluation record).
+METRICS = (
+    "kid",
+    "fid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "memorisation_ratio",
+    "copy_share",
+    "pixel_memorisation_ratio",
+    "class_accuracy",
+    "mean_per_class_fid",
+)
+
+
+def row_unit(row):
+    return "kp_bn" if row.startswith("kp_bn") else row
+
+
+# ---- Configs ---------------------------------------------------------------------------
+
+
+def architecture(settings):
+    return transfer.ArchitectureConfig(
+        ch=settings.ch,
+        dim_z=settings.dim_z,
+        shared_dim=settings.shared_dim,
+        attention_resolution=0,
+    )
+
+
+def source_dir(settings):
+    """The source depends on its steps, batch and architecture: all in the path."""
+    key = f"s{settings.source_steps}_b{settings.source_batch_size}_ch{settings.ch}"
+    return os.path.join(settings.work_dir, f"source_{key}_z{settings.dim_z}_e{settings.shared_dim}")
+
+
+def classifier_dir(settings):
+    return os.path.join(settings.work_dir, f"classifier_e{settings.classifier_epochs}")
+
+
+def source_config(settings, spec):
+    return trainer.TrainConfig(
+        model_dir=source_dir(settings),
+        data=spec.train_of(spec.old_classes),
+        method="scratch",
+        architecture=architecture(settings),
+        optimizer=trainer.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6),
+        batch_size=settings.source_batch_size,
+        train_steps=settings.source_steps,
+        checkpoint_every=1000,
+        sample_every=settings.source_steps,
+        samples_per_class=2,
+        log_every=100,
+    )
+
+
+def run_dir(settings, phase, unit, augment, lrs, seed):
+    """A run's directory: everything its result depends on is in the path."""
+    key = (
+        f"{os.path.basename(source_dir(settings))}_clf{settings.classifier_epochs}_"
+        f"T{settings.train_steps}_E{settings.eval_every}_n{settings.images_per_class}_"
+        f"b{settings.batch_size}"
+    )
+    lr = f"g{lrs[0]:g}_d{lrs[1]:g}"
+    return os.path.join(settings.work_dir, "runs", key, phase, unit, augment, lr, f"seed{seed}")
+
+
+def num_held_out(spec, classes):
+    return data.describe(spec.held_out_of(classes)).num_examples
+
+
+def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes, source):
+    """The run of `unit` (its first stage) on `classes`, evaluated on their held-out images."""
+    return trainer.TrainConfig(
+        model_dir=model_dir,
+        # The seed also picks the training images, as train.py's --seed does.
+        data=spec.train_of(classes, settings.images_per_class, seed),
+        method=unit,
+        stage=FIRST_STAGE[unit][0] if unit in FIRST_STAGE else None,
+        # scratch: a fresh BigGAN of the source's architecture, not the source's weights.
+        source=None if unit == "scratch" else source,
+        architecture=architecture(settings),
+        optimizer=trainer.OptimizerConfig(g_lr=lrs[0], d_lr=lrs[1], epsilon=1e-6),
+        batch_size=settings.batch_size,
+        train_steps=settings.train_steps,
+        l1_scale=0.01,
+        l2_scale=0.01,
+        augment=augment,
+        seed=seed,
+        checkpoint_every=settings.train_steps,
+        log_every=settings.eval_every,
+        sample_every=0,
+        eval_every=settings.eval_every,
+        eval_num_images=num_held_out(spec, classes),
+        classifier=classifier_dir(settings),
+        eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
+        eval_data=spec.held_out_of(classes),
+        best_metric="kid",
+        classifier_classes=tuple(classes),
+    )
+
+
+def with_steps(config, train_steps):
+    return dataclasses.replace(config, train_steps=train_steps, checkpoint_every=train_steps)
+
+
+# ---- Runs ------------------------------------------------------------------------------
+
+
+def run_trainer(config, evaluate_step_0=True):
+    """Trains one config; returns `(seconds, g_params, d_params)`."""
+    start = time.time()
+    run = trainer.Trainer(config)
+    if evaluate_step_0:
+        run.run_evaluation(0)
+    run.train()
+    params = (
+        biggan.count_parameters(run.models.g_variables),
+        biggan.count_parameters(run.models.d_variables),
+    )
+    tf.keras.backend.clear_session()
+    return time.time() - start, *params
+
+
+def read_evals(model_dir, offset=0, up_to=None):
+    """The run's evaluation records, in step order (steps shifted by `offset`)."""
+    records = []
+    for path in sorted(glob.glob(os.path.join(model_dir, "eval", "step_*.json"))):
+        with open(path) as f:
+            record = json.load(f)
+        record["step"] += offset
+        if up_to is None or record["step"] <= up_to:
+            records.append(record)
+    return records
+
+
+def _affinity(directory):
+    path = os.path.join(directory, "class_affinity.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        report = json.load(f)
+    return [[t["old_class"] for t in entry["top"]] for entry in report["classes"]]
+
+
+def _value(record, key):
+    value = record.get(key)
+    return float("nan") if value is None else float(value)
+
+
+def _summary(evals):
+    """`(curve, final, best)` of a row's evaluation records (best: lowest KID)."""
+    curve = dict(steps=[r["step"] for r in evals])
+    for key in ("kid", "fid", "class_accuracy", "recall"):
+        curve[key] = [_value(r, key) for r in evals]
+    final = evals[-1]
+    finite = [r for r in evals if r.get("kid") is not None]
+    best = min(finite, key=lambda r: r["kid"]) if finite else final
+
+    def pick(r):
+        out = {k: _value(r, k) for k in METRICS}
+        out["step"] = r["step"]
+        out["per_class"] = r.get("per_class")
+        out["per_class_fid"] = r.get("per_class_fid")
+        return out
+
+    return curve, pick(final), pick(best)
+
+
+def _row(row, item, evals, seconds, params, directory, affinity=None):
+    phase, unit, augment, lrs, seed = item
+    curve, final, best = _summary(evals)
+    return dict(
+        row=row,
+        phase=phase,
+        unit=unit,
+        augment=augment,
+        g_lr=lrs[0],
+        d_lr=lrs[1],
+        seed=seed,
+        wall_seconds=seconds,
+        params=params,
+        curve=curve,
+        final=final,
+        best=best,
+        run_dir=directory,
+        affinity=affinity,
+    )
+
+
+def run_unit(settings, spec, item, source):
+    """Trains one unit of work from scratch, writes its result file, returns its rows.
+
+    `item` = (phase, unit, augment, (g_lr, d_lr), seed). Two-stage units pause their first
+    stage at `first_stage_steps`, run the second stage ("ft") from its models there; kp_bn
+    then resumes its bn stage to the full budget, so `kp_bn (bn)` and `kp_bn (bn+ft)` share
+    their first steps (as if bn+ft had run its own bn stage with the same seed).
+    """
+    phase, unit, augment, lrs, seed = item
+    classes = spec.dev_classes if phase == "dev" else spec.test_classes
+    model_dir = run_dir(settings, phase, unit, augment, lrs, seed)
+    result_path = os.path.join(model_dir, RESULT_FILE)
+    if os.path.exists(result_path):
+        with open(result_path) as f:
+            return json.load(f)
+    shutil.rmtree(model_dir, ignore_errors=True)  # left by an interrupted run
+    first_dir, ft_dir = os.path.join(model_dir, "first"), os.path.join(model_dir, "ft")
+    config = transfer_config(settings, spec, first_dir, unit, augment, lrs, seed, classes, source)
+    if unit not in FIRST_STAGE:
+        seconds, g, d = run_trainer(config)
+        rows = [_row(unit, item, read_evals(first_dir), seconds, [g, d], first_dir)]
+    else:
+        split = settings.first_stage_steps(unit)
+        first, g, d = run_trainer(with_steps(config, split))
+        split_models = os.path.join(first_dir, f"models_step_{split}")
+        shutil.copytree(os.path.join(first_dir, "models"), split_models)
+        ft_config = dataclasses.replace(
+            config, model_dir=ft_dir, stage="ft", source=None, bn_checkpoint=split_models
+        )
+        ft_seconds, ft_g, ft_d = run_trainer(
+            with_steps(ft_config, settings.train_steps - split),
+            evaluate_step_0=False,  # its step 0 is the first stage's last evaluation
+        )
+        staged = read_evals(first_dir, up_to=split) + read_evals(ft_dir, offset=split)
+        row = "kp_bn (bn+ft)" if unit == "kp_bn" else unit
+        rows = [
+            _row(
+                row, item, staged, first + ft_seconds, [g, d, ft_g, ft_d], ft_dir, _affinity(ft_dir)
+            )
+        ]
+        if unit == "kp_bn":
+            second, _, _ = run_trainer(config, evaluate_step_0=False)  # resumes at split
+            rows.insert(
+                0,
+                _row(
+                    "kp_bn (bn)",
+                    item,
+                    read_evals(first_dir),
+                    first + second,
+                    [g, d],
+                    first_dir,
+                    _affinity(first_dir),
+                ),
+            )
+    model_io.write_json(result_path + ".tmp", rows)
+    os.replace(result_path + ".tmp", result_path)  # written last: the unit is finished
+    return rows
+
+
+def _init_worker(verbosity):
+    logging.use_absl_handler()
+    logging.set_verbosity(verbosity)
+
+
+def run_items(settings, spec, items, source, on_done):
+    """Every item's rows (in `items` order); trains the unfinished ones in `workers`
+    processes (started with "spawn": a forked TensorFlow runtime is unusable)."""
+    results = {}
+    pending = []
+    for item in items:
+        path = os.path.join(run_dir(settings, *item), RESULT_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                results[item] = json.load(f)
+            on_done(item, results[item])
+        else:
+            pending.append(item)
+    if pending:
+        with concurrent.futures.ProcessPoolExecutor(
+            min(settings.workers, len(pending)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(logging.get_verbosity(),),
+        ) as pool:
+            futures = {
+                pool.submit(run_unit, settings, spec, item, source): item for item in pending
+            }
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    item = futures[future]
+                    results[item] = future.result()
+                    on_done(item, results[item])
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # fail now, not after the queue
+                raise
+    return [row for item in items for row in results[item]]
+
+
+def prepare_source(settings, spec):
+    """`(models directory, info)` of the source, pre-trained now unless finished."""
+    config = source_config(settings, spec)
+    models = model_io.find_models_dir(config.model_dir)  # models/ is written last
+    if models:
+        return models, dict(steps=settings.source_steps, seconds=None, reused=True)
+    start = time.time()
+    trainer.Trainer(config).train()  # resumes from its checkpoints if interrupted
+    tf.keras.backend.clear_session()
+    return model_io.find_models_dir(config.model_dir), dict(
+        steps=settings.source_steps, seconds=time.time() - start, reused=False
+    )
+
+
+def score_source(settings, spec, source):
+    """The source on the old classes' held-out images (KID, FID, class accuracy)."""
+    output = os.path.join(source_dir(settings), "held_out_eval.json")
+    if os.path.exists(output):
+        with open(output) as f:
+            return json.load(f)
+    old = spec.old_classes
+    record = evaluate.run(
+        evaluate.EvalConfig(
+            model=source,
+            output=output,
+            classifier=classifier_dir(settings),
+            num_images=num_held_out(spec, old),
+            data_config=spec.train_of(old),
+            eval_data=spec.held_out_of(old),
+            classifier_classes=tuple(old),
+            cache_dir=os.path.join(settings.work_dir, "eval_cache"),
+            per_class=False,
+        )
+    )
+    tf.keras.backend.clear_session()
+    return record

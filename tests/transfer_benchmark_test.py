@@ -1,0 +1,238 @@
+"""Tests of benchmarks/transfer_benchmark.py: settings, the sweep's choice, --quick end to end."""
+
+import dataclasses
+import glob
+import json
+import os
+import shutil
+import tempfile
+
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import transfer_benchmark
+from benchmarks import transfer_data
+from benchmarks import transfer_report
+from benchmarks import transfer_runs
+from tests import wesnoth_fixtures
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import transfer
+
+
+def _settings(**overrides):
+    return transfer_benchmark.make_settings("/tmp/w", "/tmp/o", **overrides)
+
+
+def _dev_row(row, augment, lrs, kid):
+    return dict(row=row, augment=augment, g_lr=lrs[0], d_lr=lrs[1], final=dict(kid=kid))
+
+
+class SettingsTest(tf.test.TestCase):
+    def test_validation(self):
+        with self.assertRaisesRegex(ValueError, "multiple of eval_every"):
+            _settings(train_steps=250, eval_every=100)
+        with self.assertRaisesRegex(ValueError, "Unknown units"):
+            _settings(units=("kp_bn", "gan"))
+        with self.assertRaisesRegex(ValueError, "learning_rates must be >= 1"):
+            _settings(learning_rates=())
+
+    def test_first_stage_is_an_evaluation_step(self):
+        s = _settings(train_steps=300, eval_every=100)
+        self.assertEqual(s.first_stage_steps("kp_bn"), 200)  # 2/3
+        self.assertEqual(s.first_stage_steps("minegan"), 200)  # 1/2 of 300 -> nearest 100
+        self.assertEqual(_settings(train_steps=4, eval_every=2).first_stage_steps("minegan"), 2)
+
+    def test_quick_mode_has_one_pair_and_no_dev_phase(self):
+        quick = _settings(quick=True)
+        self.assertLen(quick.learning_rates, 1)
+        self.assertEqual(transfer_benchmark.dev_items(quick), [])
+        self.assertEqual(quick.rows(), transfer_runs.ROWS)  # every method, even in a smoke run
+        full = _settings()
+        self.assertLen(
+            transfer_benchmark.dev_items(full),
+            len(transfer_runs.UNITS) * len(full.augments) * len(full.learning_rates),
+        )
+
+    def test_learning_rate_flag(self):
+        fv = flags.FlagValues()
+        transfer_benchmark.define_flags(fv)
+        fv(["prog", "--learning_rates=1e-4/4e-4,2e-3/2e-4", "--units=kp_bn,scratch"])
+        s = transfer_benchmark.settings_from_flags(fv)
+        self.assertEqual(s.learning_rates, ((1e-4, 4e-4), (2e-3, 2e-4)))
+        self.assertEqual(s.rows(), ("kp_bn (bn)", "kp_bn (bn+ft)", "scratch"))
+        fv(["prog", "--learning_rates=1e-4"])
+        with self.assertRaisesRegex(ValueError, "G/D pairs"):
+            transfer_benchmark.settings_from_flags(fv)
+
+
+class ChoiceTest(tf.test.TestCase):
+    def test_each_row_takes_its_lowest_dev_kid_and_test_items_serve_both_kp_bn_rows(self):
+        a, b = (1e-4, 4e-4), (2e-3, 2e-4)
+        s = _settings(units=("kp_bn", "scratch"), augments=("none",), learning_rates=(a, b))
+        dev = [
+            _dev_row("kp_bn (bn)", "none", a, 0.30),
+            _dev_row("kp_bn (bn)", "none", b, 0.10),
+            _dev_row("kp_bn (bn+ft)", "none", a, 0.20),
+            _dev_row("kp_bn (bn+ft)", "none", b, 0.25),
+            _dev_row("scratch", "none", a, float("nan")),  # a diverged run never wins
+            _dev_row("scratch", "none", b, 0.90),
+        ]
+        chosen = transfer_benchmark.choose(s, dev)
+        self.assertEqual(
+            chosen,
+            {("kp_bn (bn)", "none"): b, ("kp_bn (bn+ft)", "none"): a, ("scratch", "none"): b},
+        )
+        items = transfer_benchmark.test_items(dataclasses.replace(s, seeds=2), chosen)
+        self.assertEqual(
+            items,
+            [
+                ("test", "kp_bn", "none", b, 0),
+                ("test", "kp_bn", "none", a, 0),
+                ("test", "scratch", "none", b, 0),
+                ("test", "kp_bn", "none", b, 1),
+                ("test", "kp_bn", "none", a, 1),
+                ("test", "scratch", "none", b, 1),
+            ],
+        )
+        # Each kp_bn item yields both rows; only the row that chose its pair is kept.
+        ran = [
+            dict(row=row, augment="none", g_lr=lrs[0], d_lr=lrs[1])
+            for lrs in (a, b)
+            for row in ("kp_bn (bn)", "kp_bn (bn+ft)")
+        ]
+        kept = transfer_benchmark.test_rows(ran, chosen)
+        self.assertEqual(
+            [(r["row"], (r["g_lr"], r["d_lr"])) for r in kept],
+            [("kp_bn (bn+ft)", a), ("kp_bn (bn)", b)],
+        )
+
+
+class SummaryTest(tf.test.TestCase):
+    def test_final_and_best_of_evaluation_records(self):
+        evals = [
+            dict(step=0, kid=0.5, fid=9.0),
+            dict(step=2, kid=0.2, fid=7.0, class_accuracy=0.5),
+            dict(step=4, kid=0.3, fid=6.0),
+        ]
+        curve, final, best = transfer_runs._summary(evals)
+        self.assertEqual(curve["steps"], [0, 2, 4])
+        self.assertEqual(curve["kid"], [0.5, 0.2, 0.3])
+        self.assertEqual((final["step"], final["fid"]), (4, 6.0))
+        self.assertTrue(np.isnan(final["class_accuracy"]))
+        self.assertEqual((best["step"], best["class_accuracy"]), (2, 0.5))
+
+
+class QuickModeTest(tf.test.TestCase):
+    """--quick on the fake Wesnoth data (7 classes): one source, every stage kind."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tempfile.mkdtemp()
+        core = wesnoth_fixtures.write_fake_core(os.path.join(cls.root, "game"))
+        cls.spec = transfer_data.wesnoth_spec(
+            os.path.join(cls.root, "tfds"), core, 32, num_dev=1, num_test=1
+        )
+        # kp_bn alone, the richest path (two stages, a pause and a resume, affinities):
+        # every run costs a model build and a trace (~40 s here), and the other units
+        # differ only in the method name the trainer gets (their models and trainable
+        # sets are transfer_test's).
+        cls.settings = transfer_benchmark.make_settings(
+            os.path.join(cls.root, "work"),
+            os.path.join(cls.root, "out"),
+            quick=True,
+            units=("kp_bn",),
+            command="tests/transfer_benchmark_test.py (quick)",
+        )
+        cls.report = transfer_benchmark.run(cls.settings, cls.spec, progress=logging.info)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_roles_of_the_fake_data(self):
+        spec = self.spec
+        self.assertLen(spec.old_classes, 5)
+        new = spec.dev_classes + spec.test_classes
+        for c in new:  # each new class keeps a related old class (its upgrade parent)
+            self.assertNotEmpty(spec.relations[c])
+            self.assertTrue(set(spec.relations[c]) <= set(spec.old_classes))
+
+    def test_writes_the_report_files(self):
+        out = self.settings.out_dir
+        for name in ("transfer_benchmark.md", "transfer_benchmark.json", transfer_report.CURVES):
+            self.assertTrue(os.path.exists(os.path.join(out, name)), name)
+        with open(os.path.join(out, "transfer_benchmark.md")) as f:
+            text = f.read()
+        self.assertIn("QUICK MODE", text)
+        self.assertIn("tests/transfer_benchmark_test.py (quick)", text)
+        for row in self.settings.rows():
+            self.assertIn(f"| {row} | diffaugment |", text)
+        picture = tf.io.decode_png(tf.io.read_file(os.path.join(out, transfer_report.PICTURE)))
+        self.assertEqual(picture.shape[-1], 4)  # matplotlib's RGBA
+        with open(os.path.join(out, "transfer_benchmark.json")) as f:
+            saved = json.load(f)
+        self.assertEqual(saved["data"]["test"], self.spec.names(self.spec.test_classes))
+
+    def test_every_row_is_evaluated_at_every_step(self):
+        rows = self.report["test_rows"]
+        self.assertEqual(sorted(r["row"] for r in rows), sorted(self.settings.rows()))
+        for r in rows:
+            self.assertEqual(r["curve"]["steps"], [0, 2, 4], r["row"])
+            self.assertTrue(np.all(np.isfinite(r["curve"]["kid"])), r["row"])
+            self.assertBetween(r["final"]["class_accuracy"], 0.0, 1.0)
+            self.assertEqual(r["final"]["step"], 4)
+        by_row = {r["row"]: r for r in rows}
+        # bn then ft: the first 2 steps are the bn run's (the same evaluations).
+        bn, bn_ft = by_row["kp_bn (bn)"]["curve"]["kid"], by_row["kp_bn (bn+ft)"]["curve"]["kid"]
+        self.assertEqual(bn[:2], bn_ft[:2])
+        self.assertNotEqual(bn[2], bn_ft[2])
+
+    def test_parameter_counts_match_an_independent_count(self):
+        source = transfer_runs.source_dir(self.settings)
+        n = len(self.spec.test_classes)
+        bn = transfer.build(transfer.TransferConfig("kp_bn", n, stage="bn"), source=source)
+        ft = transfer.trainable_variables(
+            bn.generator, bn.discriminator, transfer.TransferConfig("kp_bn", n, stage="ft")
+        )
+        counts = [biggan.count_parameters(v) for v in (bn.g_variables, bn.d_variables, *ft)]
+        by_row = {r["row"]: r for r in self.report["test_rows"]}
+        self.assertEqual(by_row["kp_bn (bn)"]["params"], counts[:2])
+        self.assertEqual(by_row["kp_bn (bn+ft)"]["params"], counts)
+        self.assertLess(counts[0], counts[2])  # the bn stage trains a fraction of G
+
+    def test_source_and_classifier_are_scored_on_held_out_images(self):
+        held_out = self.report["source"]["held_out"]
+        self.assertBetween(held_out["class_accuracy"], 0.0, 1.0)
+        self.assertEqual(
+            held_out["num_real"], transfer_runs.num_held_out(self.spec, self.spec.old_classes)
+        )
+        self.assertBetween(self.report["classifier"]["test_accuracy"], 0.0, 1.0)
+
+    def test_affinity_rows_name_old_classes(self):
+        table = self.report["affinity"]
+        self.assertEqual([e["row"] for e in table], ["kp_bn (bn)", "kp_bn (bn+ft)"])
+        old_names = set(self.spec.names(self.spec.old_classes))
+        for entry in table:
+            self.assertEqual(entry["counted"], 1)
+            for tops in entry["top3_seed0"].values():
+                self.assertLen(tops, 3)
+                self.assertTrue(set(tops) <= old_names)
+            self.assertIn(entry["related_top1"], (0.0, 1.0))
+
+    def test_a_second_run_reuses_every_finished_run(self):
+        results = glob.glob(
+            os.path.join(self.settings.work_dir, "runs", "**", "result.json"), recursive=True
+        )
+        self.assertLen(results, 1)  # one unit of work
+        before = {p: os.path.getmtime(p) for p in results}
+        again = transfer_benchmark.run(
+            self.settings, self.spec, progress=logging.info, picture=False
+        )
+        self.assertEqual({p: os.path.getmtime(p) for p in results}, before)
+        self.assertEqual(
+            [r["curve"] for r in again["test_rows"]], [r["curve"] for r in self.report["test_rows"]]
+        )
