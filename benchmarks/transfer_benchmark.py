@@ -73,7 +73,8 @@ class Settings:
       learning_rates: the sweep's (G, D) pairs.
       augments: D's augmentation variants ("none", "diffaugment").
       units: the units of work (`UNITS` or a subset).
-      source_steps, source_batch_size: pre-training of the source.
+      source_steps, source_batch_size, source_augment: pre-training of the source (D's
+        augmentation: "diffaugment" or "none").
       ch, dim_z, shared_dim: the source's architecture (and scratch's).
       classifier_epochs: training epochs of the domain classifier.
       workers: runs trained at a time, each in a process of its own.
@@ -93,6 +94,7 @@ class Settings:
     units: Tuple[str, ...] = UNITS
     source_steps: int = 6000
     source_batch_size: int = 32
+    source_augment: str = "diffaugment"
     ch: int = 8
     dim_z: int = 64
     shared_dim: int = 64

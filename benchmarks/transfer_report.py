@@ -109,7 +109,8 @@ def markdown(report):
         "no feature network saw, with as many generated images.",
         f"* Source: BigGAN-32 (ch {s['ch']}, dim_z {s['dim_z']}, shared embedding "
         f"{s['shared_dim']}) trained from scratch on the old classes for {s['source_steps']} "
-        f"steps of batch {s['source_batch_size']}. On the old classes' held-out images: KID "
+        f"steps of batch {s['source_batch_size']} (D augmentation: {s['source_augment']}). "
+        "On the old classes' held-out images: KID "
         f"{_fmt(held.get('kid'), 4)}, FID {_fmt(held.get('fid'), 1)}, class accuracy of its "
         f"samples **{_pct(held.get('class_accuracy'))}** (real held-out images: "
         f"{_pct(held.get('real_class_accuracy'))}; chance {1 / max(1, d['old_classes']):.1%}).",
