@@ -225,6 +225,12 @@ def run(settings, spec, progress=print, picture=True):
 
     def on_done(item, rows):
         for r in rows:
+            if r.get("failed"):
+                log(
+                    f"{r['phase']} {r['row']} {r['augment']} lr {r['g_lr']:g}/{r['d_lr']:g} "
+                    f"seed {r['seed']}: FAILED {r['failed']}"
+                )
+                continue
             kid = " ".join(f"{x:.4f}" for x in r["curve"]["kid"])
             log(
                 f"{r['phase']} {r['row']} {r['augment']} lr {r['g_lr']:g}/{r['d_lr']:g} seed "

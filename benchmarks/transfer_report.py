@@ -55,12 +55,18 @@ def groups(rows):
     return out
 
 
+def finished(rows):
+    """The rows whose training did not stop early (see `transfer_runs._failed_rows`)."""
+    return [r for r in rows if not r.get("failed")]
+
+
 def affinity_table(spec, test_rows):
     """Per kp_bn (row, augment): mean over seeds of `transfer_data.affinity_hits` at top 1
-    and top 3, and seed 0's top-3 old class names per test class."""
+    and top 3, and the first seed's top-3 old class names per test class."""
     table = []
-    for (row, augment), group in groups(test_rows).items():
-        if not row.startswith("kp_bn") or group[0]["affinity"] is None:
+    for (row, augment), group in groups(finished(test_rows)).items():
+        group = [r for r in group if r["affinity"] is not None]
+        if not row.startswith("kp_bn") or not group:
             continue
         entry = dict(row=row, augment=augment, seeds=len(group))
         for k in (1, 3):
@@ -147,15 +153,17 @@ def _main_table(report):
         "|" + "---|" * len(header),
     ]
     for (row, augment), group in groups(report["test_rows"]).items():
-        cells = [row, augment, f"{group[0]['g_lr']:g}/{group[0]['d_lr']:g}"]
+        failed = len(group) - len(finished(group))
+        label = f"{row} ({failed} of {len(group)} diverged)" if failed else row
+        cells = [label, augment, f"{group[0]['g_lr']:g}/{group[0]['d_lr']:g}"]
         for key, _, digits, scale in COLUMNS:
             cells.append(_mean_std([r["final"][key] for r in group], digits, scale))
         best = [r["best"]["kid"] for r in group]
-        steps = sorted({r["best"]["step"] for r in group})
+        steps = sorted({r["best"]["step"] for r in finished(group)})
         cells.append(f"{_mean_std(best, 2, 100)} ({', '.join(str(x) for x in steps)})")
-        params = group[0]["params"]
-        text = f"{params[0]:,} / {params[1]:,}"
-        if len(params) == 4:  # two stages
+        params = next((r["params"] for r in group if r["params"]), None)
+        text = "n/a" if params is None else f"{params[0]:,} / {params[1]:,}"
+        if params and len(params) == 4:  # two stages
             text += f", then {params[2]:,} / {params[3]:,}"
         cells.append(text)
         cells.append(_mean_std([r["wall_seconds"] for r in group], 0))
@@ -249,7 +257,7 @@ def plot_curves(report, path):
     augments = report["settings"]["augments"]
     figure, axes = plt.subplots(1, len(augments), figsize=(6 * len(augments), 4.5), squeeze=False)
     colours = {row: f"C{i}" for i, row in enumerate(ROWS)}
-    for (row, augment), group in groups(report["test_rows"]).items():
+    for (row, augment), group in groups(finished(report["test_rows"])).items():
         ax = axes[0][augments.index(augment)]
         steps = group[0]["curve"]["steps"]
         kid = np.array([r["curve"]["kid"] for r in group], np.float64) * 100
@@ -274,7 +282,7 @@ def _picture_rows(test_rows, dev_rows):
     """Per method row, the seed-0 test record of its augmentation with the lower dev KID
     (the first augmentation when there was no dev phase)."""
     chosen = {}
-    for (row, augment), group in groups(test_rows).items():
+    for (row, augment), group in groups(finished(test_rows)).items():
         dev = [r["final"]["kid"] for r in dev_rows if r["row"] == row and r["augment"] == augment]
         score = min((k for k in dev if k == k), default=float("inf"))
         seed0 = min(group, key=lambda r: r["seed"])

@@ -229,6 +229,7 @@ def _row(row, item, evals, seconds, params, directory, affinity=None):
         best=best,
         run_dir=directory,
         affinity=affinity,
+        failed=None,
     )
 
 
@@ -240,14 +241,57 @@ def run_unit(settings, spec, item, source):
     then resumes its bn stage to the full budget, so `kp_bn (bn)` and `kp_bn (bn+ft)` share
     their first steps (as if bn+ft had run its own bn stage with the same seed).
     """
-    phase, unit, augment, lrs, seed = item
-    classes = spec.dev_classes if phase == "dev" else spec.test_classes
-    model_dir = run_dir(settings, phase, unit, augment, lrs, seed)
+    model_dir = run_dir(settings, *item)
     result_path = os.path.join(model_dir, RESULT_FILE)
     if os.path.exists(result_path):
         with open(result_path) as f:
             return json.load(f)
     shutil.rmtree(model_dir, ignore_errors=True)  # left by an interrupted run
+    try:
+        rows = _train_unit(settings, spec, item, source, model_dir)
+    except trainer.TrainingError as e:  # a diverged run (non-finite loss) is a result too
+        logging.warning("%s failed: %s", item, e)
+        rows = _failed_rows(item, str(e))
+    model_io.write_json(result_path + ".tmp", rows)
+    os.replace(result_path + ".tmp", result_path)  # written last: the unit is finished
+    return rows
+
+
+def unit_rows(unit):
+    """The rows a unit of work yields."""
+    return ("kp_bn (bn)", "kp_bn (bn+ft)") if unit == "kp_bn" else (unit,)
+
+
+def _failed_rows(item, message):
+    """Rows of a unit whose training stopped: NaN metrics (a failed run never wins the
+    sweep and counts as missing in the means), the error kept."""
+    phase, unit, augment, lrs, seed = item
+    nan = dict({k: float("nan") for k in METRICS}, step=None, per_class=None, per_class_fid=None)
+    return [
+        dict(
+            row=row,
+            phase=phase,
+            unit=unit,
+            augment=augment,
+            g_lr=lrs[0],
+            d_lr=lrs[1],
+            seed=seed,
+            wall_seconds=float("nan"),
+            params=None,
+            curve=None,
+            final=nan,
+            best=nan,
+            run_dir=None,
+            affinity=None,
+            failed=message,
+        )
+        for row in unit_rows(unit)
+    ]
+
+
+def _train_unit(settings, spec, item, source, model_dir):
+    phase, unit, augment, lrs, seed = item
+    classes = spec.dev_classes if phase == "dev" else spec.test_classes
     first_dir, ft_dir = os.path.join(model_dir, "first"), os.path.join(model_dir, "ft")
     config = transfer_config(settings, spec, first_dir, unit, augment, lrs, seed, classes, source)
     if unit not in FIRST_STAGE:
@@ -286,8 +330,6 @@ def run_unit(settings, spec, item, source):
                     _affinity(first_dir),
                 ),
             )
-    model_io.write_json(result_path + ".tmp", rows)
-    os.replace(result_path + ".tmp", result_path)  # written last: the unit is finished
     return rows
 
 

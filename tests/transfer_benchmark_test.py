@@ -236,3 +236,110 @@ class QuickModeTest(tf.test.TestCase):
         self.assertEqual(
             [r["curve"] for r in again["test_rows"]], [r["curve"] for r in self.report["test_rows"]]
         )
+
+
+def _test_row(row, seed, kid, failed=False, augment="none", lrs=(2e-4, 2e-4)):
+    """A test-phase row as `transfer_runs` writes it (two evaluations, steps 0 and 4)."""
+    if failed:
+        item = ("test", transfer_runs.row_unit(row), augment, lrs, seed)
+        return [
+            r for r in transfer_runs._failed_rows(item, "Non-finite d_loss") if r["row"] == row
+        ][0]
+    record = dict(
+        step=4, kid=kid, fid=10 * kid, class_accuracy=0.5, per_class={"0": {"class_accuracy": 1.0}}
+    )
+    curve, final, best = transfer_runs._summary([dict(step=0, kid=2 * kid), record])
+    return dict(
+        row=row,
+        phase="test",
+        unit=transfer_runs.row_unit(row),
+        augment=augment,
+        g_lr=lrs[0],
+        d_lr=lrs[1],
+        seed=seed,
+        wall_seconds=10.0,
+        params=[5, 7, 9, 7] if row.startswith("kp_bn") else [9, 7],
+        curve=curve,
+        final=final,
+        best=best,
+        run_dir=None,
+        affinity=[[0, 1, 2]],
+        failed=None,
+    )
+
+
+class FailedRunTest(tf.test.TestCase):
+    def test_a_diverged_unit_is_recorded_not_raised(self):
+        settings = transfer_benchmark.make_settings(
+            self.create_tempdir().full_path, "/tmp/o", quick=True
+        )
+        item = ("test", "kp_bn", "none", (2e-4, 2e-4), 0)
+
+        def diverge(*args):
+            raise transfer_runs.trainer.TrainingError("Non-finite g_loss at step 3")
+
+        original = transfer_runs._train_unit
+        transfer_runs._train_unit = diverge
+        try:
+            rows = transfer_runs.run_unit(settings, None, item, "unused")
+        finally:
+            transfer_runs._train_unit = original
+        self.assertEqual([r["row"] for r in rows], ["kp_bn (bn)", "kp_bn (bn+ft)"])
+        self.assertTrue(all("Non-finite g_loss" in r["failed"] for r in rows))
+        with open(os.path.join(transfer_runs.run_dir(settings, *item), "result.json")) as f:
+            self.assertEqual(len(json.load(f)), 2)  # finished: a rerun reuses it
+
+    def test_report_means_skip_failed_runs_and_say_so(self):
+        spec = transfer_data.DataSpec(
+            name="toy",
+            train=transfer_data.data.DataConfig(dataset="folder", image_folder="x", resolution=32),
+            held_out=transfer_data.data.DataConfig(
+                dataset="folder", image_folder="y", resolution=32
+            ),
+            old_classes=(0, 1, 2),
+            dev_classes=(3,),
+            test_classes=(4,),
+            class_names=tuple("abcde"),
+            relations={4: (1,)},
+            groups={},
+        )
+        rows = [
+            _test_row("kp_bn (bn)", 0, 0.10),
+            _test_row("kp_bn (bn)", 1, 0.20),
+            _test_row("kp_bn (bn)", 2, 0.0, failed=True),
+            _test_row("scratch", 0, 0.50),
+        ]
+        report = dict(
+            settings=dataclasses.asdict(_settings(units=("kp_bn", "scratch"), augments=("none",))),
+            data=dict(
+                name="toy",
+                old_classes=3,
+                dev=["d"],
+                test=["e"],
+                roles=[],
+                held_out_dev=5,
+                held_out_test=5,
+            ),
+            classifier=dict(test_accuracy=0.9, num_train=10, epochs=1),
+            source=dict(
+                held_out=dict(kid=0.1, fid=1.0, class_accuracy=0.5, real_class_accuracy=0.9)
+            ),
+            dev_rows=[],
+            chosen={},
+            test_rows=rows,
+            machine=dict(cpu="cpu", cores=2, tensorflow="2.15", date="now"),
+            load_before=[1.0],
+            load_after=[1.0],
+            total_seconds=60.0,
+        )
+        report["affinity"] = transfer_report.affinity_table(spec, rows)
+        text = transfer_report.markdown(report)
+        # KID x100 of the two finished seeds: mean 15, std 7.07; the failed one is counted.
+        self.assertIn(
+            "| kp_bn (bn) (1 of 3 diverged) | none | 0.0002/0.0002 | 15.00 ± 7.07 |", text
+        )
+        self.assertIn("| scratch | none | 0.0002/0.0002 | 50.00 |", text)
+        self.assertIn("5 / 7, then 9 / 7", text)
+        self.assertEqual(report["affinity"][0]["seeds"], 2)
+        self.assertEqual(report["affinity"][0]["related_top3"], 1.0)  # old index 1 is class 1
+        transfer_report.plot_curves(report, os.path.join(self.create_tempdir().full_path, "c.png"))
