@@ -26,11 +26,9 @@ interrupted benchmark continues where it stopped. --quick is a smoke run for CI 
 steps, one seed, two units at a time): its numbers mean nothing.
 """
 
-import concurrent.futures
 import dataclasses
 import glob
 import json
-import multiprocessing
 import os
 import shlex
 import shutil
@@ -45,6 +43,7 @@ import tensorflow as tf
 
 from benchmarks import domain_classifier
 from benchmarks import method_report
+from benchmarks import workers
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
@@ -353,10 +352,10 @@ def work_list(settings):
 def run_units(settings, source, data_dir, on_done):
     """Every unit's records, in `work_list` order; trains the unfinished ones.
 
-    Units train in `settings.workers` worker processes, one unit at a time each, started
-    with "spawn" (a forked TensorFlow runtime is unusable). With one worker the units run
-    one after another, so their wall times compare. `on_done(unit, ipc, seed, records)`
-    is called for each unit, finished earlier or now.
+    Units train in `settings.workers` worker processes (`benchmarks.workers`), one unit
+    at a time each; with one worker they run one after another, so their wall times
+    compare. `on_done(unit, ipc, seed, records)` is called for each unit, finished
+    earlier or now.
     """
     work = work_list(settings)
     results = {}
@@ -365,30 +364,15 @@ def run_units(settings, source, data_dir, on_done):
         if results[item] is not None:
             on_done(*item, results[item])
     pending = [item for item in work if results[item] is None]
-    if pending:
-        with concurrent.futures.ProcessPoolExecutor(
-            min(settings.workers, len(pending)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(logging.get_verbosity(),),
-        ) as pool:
-            futures = {
-                pool.submit(run_unit, settings, *item, source, data_dir): item for item in pending
-            }
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    item = futures[future]
-                    results[item] = future.result()
-                    on_done(*item, results[item])
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # fail now, not after the queue
-                raise
+
+    def finished(job, records):
+        item = job[1:4]
+        results[item] = records
+        on_done(*item, records)
+
+    jobs = [(settings, *item, source, data_dir) for item in pending]
+    workers.run_in_processes(run_unit, jobs, settings.workers, finished)
     return [record for item in work for record in results[item]]
-
-
-def _init_worker(verbosity):
-    logging.use_absl_handler()  # the parent's log format (app.run installs it there)
-    logging.set_verbosity(verbosity)
 
 
 def prepare_source(settings, data_dir):

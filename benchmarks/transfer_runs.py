@@ -6,11 +6,9 @@ phase's new classes. Its directory (`run_dir`) names everything its result depen
 and its `result.json` (written last) holds its rows; finished units are reused.
 """
 
-import concurrent.futures
 import dataclasses
 import glob
 import json
-import multiprocessing
 import os
 import shutil
 import time
@@ -18,6 +16,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from benchmarks import workers
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
@@ -211,17 +210,21 @@ def _summary(evals):
     return curve, pick(final), pick(best)
 
 
-def _row(row, item, evals, seconds, params, directory, affinity=None):
+def _record(row, item, **fields):
+    """One row of a unit of work: its identity (`item`) and `fields`."""
     phase, unit, augment, lrs, seed = item
+    record = dict(
+        row=row, phase=phase, unit=unit, augment=augment, g_lr=lrs[0], d_lr=lrs[1], seed=seed
+    )
+    record.update(fields)
+    return record
+
+
+def _row(row, item, evals, seconds, params, directory, affinity=None):
     curve, final, best = _summary(evals)
-    return dict(
-        row=row,
-        phase=phase,
-        unit=unit,
-        augment=augment,
-        g_lr=lrs[0],
-        d_lr=lrs[1],
-        seed=seed,
+    return _record(
+        row,
+        item,
         wall_seconds=seconds,
         params=params,
         curve=curve,
@@ -265,17 +268,11 @@ def unit_rows(unit):
 def _failed_rows(item, message):
     """Rows of a unit whose training stopped: NaN metrics (a failed run never wins the
     sweep and counts as missing in the means), the error kept."""
-    phase, unit, augment, lrs, seed = item
     nan = dict({k: float("nan") for k in METRICS}, step=None, per_class=None, per_class_fid=None)
     return [
-        dict(
-            row=row,
-            phase=phase,
-            unit=unit,
-            augment=augment,
-            g_lr=lrs[0],
-            d_lr=lrs[1],
-            seed=seed,
+        _record(
+            row,
+            item,
             wall_seconds=float("nan"),
             params=None,
             curve=None,
@@ -285,7 +282,7 @@ def _failed_rows(item, message):
             affinity=None,
             failed=message,
         )
-        for row in unit_rows(unit)
+        for row in unit_rows(item[1])
     ]
 
 
@@ -333,14 +330,9 @@ def _train_unit(settings, spec, item, source, model_dir):
     return rows
 
 
-def _init_worker(verbosity):
-    logging.use_absl_handler()
-    logging.set_verbosity(verbosity)
-
-
 def run_items(settings, spec, items, source, on_done):
-    """Every item's rows (in `items` order); trains the unfinished ones in `workers`
-    processes (started with "spawn": a forked TensorFlow runtime is unusable)."""
+    """Every item's rows (in `items` order); trains the unfinished ones in
+    `settings.workers` processes (`benchmarks.workers`)."""
     results = {}
     pending = []
     for item in items:
@@ -351,24 +343,13 @@ def run_items(settings, spec, items, source, on_done):
             on_done(item, results[item])
         else:
             pending.append(item)
-    if pending:
-        with concurrent.futures.ProcessPoolExecutor(
-            min(settings.workers, len(pending)),
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(logging.get_verbosity(),),
-        ) as pool:
-            futures = {
-                pool.submit(run_unit, settings, spec, item, source): item for item in pending
-            }
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    item = futures[future]
-                    results[item] = future.result()
-                    on_done(item, results[item])
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # fail now, not after the queue
-                raise
+
+    def finished(job, rows):
+        results[job[2]] = rows
+        on_done(job[2], rows)
+
+    jobs = [(settings, spec, item, source) for item in pending]
+    workers.run_in_processes(run_unit, jobs, settings.workers, finished)
     return [row for item in items for row in results[item]]
 
 
