@@ -43,11 +43,11 @@ import tensorflow as tf
 
 from benchmarks import domain_classifier
 from benchmarks import method_report
+from benchmarks import transfer_runs
 from benchmarks import workers
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
-from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
@@ -377,16 +377,7 @@ def run_units(settings, source, data_dir, on_done):
 
 def prepare_source(settings, data_dir):
     """`(models directory, info)` of the source, pre-trained now unless already finished."""
-    config = source_config(settings, data_dir)
-    models = model_io.find_models_dir(config.model_dir)  # models/ is written last
-    if models:
-        return models, dict(steps=settings.source_steps, seconds=None, reused=True)
-    start = time.time()
-    trainer.Trainer(config).train()  # resumes from its checkpoints if interrupted
-    seconds = time.time() - start
-    return model_io.find_models_dir(config.model_dir), dict(
-        steps=settings.source_steps, seconds=seconds, reused=False
-    )
+    return transfer_runs.train_or_reuse(source_config(settings, data_dir))
 
 
 # ---- Driver ----------------------------------------------------------------------------

@@ -353,18 +353,23 @@ def run_items(settings, spec, items, source, on_done):
     return [row for item in items for row in results[item]]
 
 
-def prepare_source(settings, spec):
-    """`(models directory, info)` of the source, pre-trained now unless finished."""
-    config = source_config(settings, spec)
-    models = model_io.find_models_dir(config.model_dir)  # models/ is written last
+def train_or_reuse(config):
+    """`(models directory, info)` of the run of `config` (a `trainer.TrainConfig`): trained
+    now unless its models exist (written last), resuming its checkpoints if interrupted."""
+    models = model_io.find_models_dir(config.model_dir)
     if models:
-        return models, dict(steps=settings.source_steps, seconds=None, reused=True)
+        return models, dict(steps=config.train_steps, seconds=None, reused=True)
     start = time.time()
-    trainer.Trainer(config).train()  # resumes from its checkpoints if interrupted
+    trainer.Trainer(config).train()
     tf.keras.backend.clear_session()
     return model_io.find_models_dir(config.model_dir), dict(
-        steps=settings.source_steps, seconds=time.time() - start, reused=False
+        steps=config.train_steps, seconds=time.time() - start, reused=False
     )
+
+
+def prepare_source(settings, spec):
+    """`(models directory, info)` of the source, pre-trained now unless finished."""
+    return train_or_reuse(source_config(settings, spec))
 
 
 def score_source(settings, spec, source):
