@@ -40,10 +40,12 @@ from tf_cgan_transfer import biggan
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import layers
+from tf_cgan_transfer import miner as miner_lib
 
 # Product kinds. "attention" multiplies two activations (no weights); "kp_bn" is every
-# product of a knowledge-propagation BN (A, P, W^z, R).
-KINDS = ("conv", "dense", "attention", "kp_bn")
+# product of a knowledge-propagation BN (A, P, W^z, R); "miner" every product of a
+# minegan generator's miner.
+KINDS = ("conv", "dense", "attention", "kp_bn", "miner")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +104,11 @@ def _attention_matmuls(name, height, width, c):
 def _conditional_bn(generator, name, channels):
     """Products of one conditional BN of `generator` on `channels` channels."""
     chunk = generator.dim_z // (generator.num_blocks + 1) if generator.hierarchical_z else 0
-    if generator.conditioning == "biggan":
+    if generator.conditioning in ("biggan", "minegan"):  # minegan: BigGAN's BNs, K classes
         if generator.shared_dim:  # SN projections of [z chunk ; shared embedding]
             rows = chunk + generator.shared_dim
-        else:  # per-class tables, applied as a one-hot matmul
-            rows = generator.num_classes
+        else:  # per-class tables, applied as a one-hot (or mixture) matmul
+            rows = _label_width(generator)
         return [_dense(f"{name}/gamma", rows, channels), _dense(f"{name}/beta", rows, channels)]
     k, n = generator.num_source_classes or 0, generator.num_classes
     products = []
@@ -125,13 +127,38 @@ def _conditional_bn(generator, name, channels):
     return products
 
 
+def _label_width(generator):
+    """Width of the label the BNs or the shared embedding see: K old classes for minegan
+    (its miner's mixture), else the generator's classes."""
+    if generator.conditioning == "minegan":
+        return generator.num_source_classes
+    return generator.num_classes
+
+
+def _miner_products(generator):
+    """`miner.Miner`'s matmuls: E, W_0, W_1, W_out and the mixture softmax(L)."""
+    n, k, h, dz = (
+        generator.num_classes,
+        generator.num_source_classes,
+        generator.miner_hidden_dim,
+        generator.dim_z,
+    )
+    return [
+        _dense("miner/class_embedding", n, h, "miner"),
+        _dense("miner/kernel_0", dz, h, "miner"),
+        _dense("miner/kernel_1", h, h, "miner"),
+        _dense("miner/kernel_out", h, dz, "miner"),
+        _dense("miner/class_logits", n, k, "miner"),
+    ]
+
+
 def _generator_products(generator):
     mult = biggan.G_CHANNELS[generator.resolution]
     ch = generator.ch
     chunk = generator.dim_z // (generator.num_blocks + 1) if generator.hierarchical_z else 0
-    products = []
+    products = _miner_products(generator) if generator.conditioning == "minegan" else []
     if generator.shared_dim:
-        products.append(_dense("linear", generator.num_classes, generator.shared_dim))
+        products.append(_dense("linear", _label_width(generator), generator.shared_dim))
     products.append(_dense("G_linear", chunk or generator.dim_z, 16 * ch * mult[0]))
     for i in range(generator.num_blocks):
         name, size = biggan.block_name("GBlock", i), 4 * 2**i  # input side of block i
@@ -249,6 +276,12 @@ def traced_products(model):
             kind = "kp_bn" if id(layer) in mixtures else "dense"
         flops = 2 * per_position * math.prod(int(d) for d in kernel.shape)
         products.append(Product(_scope(kernel, model), kind, flops, (kernel,)))
+    for layer in model.submodules:  # the miner's plain matmuls (no Keras sublayers)
+        if isinstance(layer, miner_lib.Miner):
+            for name in ("class_embedding", "kernel_0", "kernel_1", "kernel_out", "class_logits"):
+                weight = getattr(layer, name)
+                flops = 2 * int(weight.shape[0]) * int(weight.shape[1])
+                products.append(Product(f"miner/{name}", "miner", flops, (weight,)))
     for bn in model.submodules:
         if isinstance(bn, conditional_bn.KnowledgePropagationBatchNorm):
             # Per-example [B, rows] x [rows, C] matmuls of gain_and_bias.
@@ -283,11 +316,15 @@ def trainable_in(variables):
 def analytic_g_trainable(method, stage=None):
     """Predicate for analytic G products: which weights a transfer method trains in G.
 
-    kp_bn's bn stage trains only the knowledge-propagation BNs (P, W^z, A, R); finetune
-    and scratch train all of G. Other methods need traced products and `trainable_in`.
+    kp_bn's bn stage trains only the knowledge-propagation BNs (P, W^z, A, R), minegan's
+    miner stage only the miner; finetune, scratch and minegan's ft stage train all of G. Other methods need traced products and `trainable_in`.
     """
     if method == "kp_bn" and (stage or "bn") == "bn":
         return lambda product: product.kind == "kp_bn"
+    if method == "minegan" and (stage or "miner") == "miner":
+        return lambda product: product.kind == "miner"
+    if method == "minegan":
+        return trains_everything
     if method in ("finetune", "scratch", "freeze_d"):
         return trains_everything
     raise ValueError(

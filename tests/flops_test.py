@@ -88,7 +88,7 @@ class ForwardFlopsTest(tf.test.TestCase):
 
     def test_transferred_generators_agree(self):
         source = tiny_generator().build_weights()
-        for method in ("kp_bn", "bn_only", "finetune"):
+        for method in ("kp_bn", "bn_only", "finetune", "minegan"):
             config = transfer.TransferConfig(method, 4, resolution=32)
             generator = transfer.build(config, source=source).generator
             traced = by_name(flops.traced_products(generator))
@@ -165,6 +165,17 @@ class IterationFlopsTest(tf.test.TestCase):
     def test_unknown_method_rule(self):
         with self.assertRaisesRegex(ValueError, "trainable_in"):
             flops.analytic_g_trainable("bn_only")
+
+    def test_minegan_miner_stage_trains_the_miner_products(self):
+        models = transfer.build(
+            transfer.TransferConfig("minegan", 4), source=tiny_generator().build_weights()
+        )
+        products = flops.traced_products(models.generator)
+        trained = {id(v) for v in models.g_variables}
+        by_rule = [p.name for p in products if flops.analytic_g_trainable("minegan")(p)]
+        by_variables = [p.name for p in products if p.variables and id(p.variables[0]) in trained]
+        self.assertEqual(by_rule, by_variables)
+        self.assertLen(by_rule, 5)
 
 
 class Biggan128Test(tf.test.TestCase):
