@@ -27,7 +27,6 @@ steps, one seed, two units at a time): its numbers mean nothing.
 """
 
 import dataclasses
-import glob
 import json
 import os
 import shlex
@@ -45,7 +44,6 @@ from benchmarks import domain_classifier
 from benchmarks import method_report
 from benchmarks import transfer_runs
 from benchmarks import workers
-from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
 from tf_cgan_transfer import precision
@@ -236,32 +234,16 @@ def unit_dir(settings, images_per_class, seed):
 # ---- Runs ------------------------------------------------------------------------------
 
 
-def run_trainer(config, evaluate_step_0=True):
-    """Trains one config; returns `(seconds, g_params, d_params)`."""
-    start = time.time()
-    run = trainer.Trainer(config)
-    if evaluate_step_0:
-        run.run_evaluation(0)
-    run.train()
-    params = biggan.count_parameters(run.models.g_variables), biggan.count_parameters(
-        run.models.d_variables
-    )
-    return time.time() - start, *params
+# One trained config -> (seconds, g_params, d_params): the transfer benchmark's.
+run_trainer = transfer_runs.run_trainer
 
 
 def read_evals(model_dir, offset=0, up_to=None):
     """The run's `eval/step_*.json` as lists (steps shifted by `offset`, NaN for null)."""
-    curve = dict(steps=[], fid=[], kid=[], kid_std=[], mean_per_class_fid=[])
-    for path in sorted(glob.glob(os.path.join(model_dir, "eval", "step_*.json"))):
-        with open(path) as f:
-            result = json.load(f)
-        step = result["step"] + offset
-        if up_to is not None and step > up_to:
-            continue
-        curve["steps"].append(step)
-        for key in ("fid", "kid", "kid_std", "mean_per_class_fid"):
-            value = result.get(key)
-            curve[key].append(float("nan") if value is None else value)
+    records = transfer_runs.read_evals(model_dir, offset, up_to)
+    curve = dict(steps=[r["step"] for r in records])
+    for key in ("fid", "kid", "kid_std", "mean_per_class_fid"):
+        curve[key] = [float("nan") if r.get(key) is None else r[key] for r in records]
     return curve
 
 
