@@ -44,7 +44,9 @@ from absl import flags
 import tensorflow as tf
 
 from benchmarks import domain_classifier
+from benchmarks import method_report
 from benchmarks import transfer_data
+from benchmarks import transfer_report
 from benchmarks import transfer_runs
 from benchmarks.transfer_runs import AUGMENTS, ROWS, UNITS  # noqa: F401 (re-exported)
 from tf_cgan_transfer import errors
@@ -200,8 +202,6 @@ def test_rows(rows, chosen):
 
 def run(settings, spec, progress=print, picture=True):
     """Runs the benchmark; writes the report to `settings.out_dir`; returns it."""
-    from benchmarks import transfer_report  # deferred: matplotlib is heavy
-
     start, load_before = time.time(), os.getloadavg()
 
     def log(message):
@@ -259,7 +259,7 @@ def run(settings, spec, progress=print, picture=True):
         dev_rows=dev,
         chosen={f"{row}|{augment}": list(lrs) for (row, augment), lrs in chosen.items()},
         test_rows=test,
-        machine=_machine(),
+        machine=method_report.machine_info(tf.__version__),
         load_before=list(load_before),
         load_after=list(os.getloadavg()),
         total_seconds=time.time() - start,
@@ -272,12 +272,6 @@ def run(settings, spec, progress=print, picture=True):
     transfer_report.write(report, settings.out_dir)
     log(f"wrote {settings.out_dir}")
     return report
-
-
-def _machine():
-    from benchmarks import method_report
-
-    return method_report.machine_info(tf.__version__)
 
 
 def optional_tuple(values, cast=str) -> Optional[tuple]:

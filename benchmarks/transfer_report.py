@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from benchmarks import transfer_data
+from benchmarks import transfer_runs
 from tf_cgan_transfer import data
 from tf_cgan_transfer import images as images_lib
 from tf_cgan_transfer import metrics
@@ -44,11 +45,9 @@ def _mean_std(values, digits, scale=1):
 
 
 def groups(rows):
-    """{(row, augment): [rows over seeds]} in ROWS order."""
-    from benchmarks.transfer_benchmark import ROWS
-
+    """{(row, augment): [rows over seeds]} in `transfer_runs.ROWS` order."""
     out = {}
-    for name in ROWS:
+    for name in transfer_runs.ROWS:
         for r in rows:
             if r["row"] == name:
                 out.setdefault((name, r["augment"]), []).append(r)
@@ -252,11 +251,9 @@ def plot_curves(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks.transfer_benchmark import ROWS
-
     augments = report["settings"]["augments"]
     figure, axes = plt.subplots(1, len(augments), figsize=(6 * len(augments), 4.5), squeeze=False)
-    colours = {row: f"C{i}" for i, row in enumerate(ROWS)}
+    colours = {row: f"C{i}" for i, row in enumerate(transfer_runs.ROWS)}
     for (row, augment), group in groups(finished(report["test_rows"])).items():
         ax = axes[0][augments.index(augment)]
         steps = group[0]["curve"]["steps"]
