@@ -8,8 +8,9 @@ r"""Does knowledge propagation give better new classes from few images? Every me
 Protocol (docs/design.md's benchmark section; `benchmarks.transfer_data` for the data):
 
 1. one source BigGAN is pre-trained from scratch on the old classes' train images
-   (`<work_dir>/source_*`, reused), and scored on their held-out images: KID, FID and the
-   class accuracy of its samples (is a sample recognisably of its class?);
+   (`<work_dir>/source_*`, reused; DiffAugment, an EMA of G), and scored on their
+   held-out images: KID, FID and the class accuracy of its samples (is a sample
+   recognisably of its class?); the transfers start from its EMA G and trained D;
 2. a domain classifier (`benchmarks.domain_classifier`) is trained on the train images of
    every class: its features are the FID/KID space, its logits the class accuracy;
 3. dev phase: every unit (`UNITS`; kp_bn yields the rows `kp_bn (bn)` and `kp_bn (bn+ft)`)
@@ -75,8 +76,9 @@ class Settings:
       learning_rates: the sweep's (G, D) pairs.
       augments: D's augmentation variants ("none", "diffaugment").
       units: the units of work (`UNITS` or a subset).
-      source_steps, source_batch_size, source_augment: pre-training of the source (D's
-        augmentation: "diffaugment" or "none").
+      source_steps, source_batch_size, source_augment, source_ema_decay: pre-training of
+        the source (D's augmentation: "diffaugment" or "none"; the EMA decay of G, whose
+        average is what the transfers start from; 0: the last iterate).
       ch, dim_z, shared_dim: the source's architecture (and scratch's).
       classifier_epochs: training epochs of the domain classifier.
       workers: runs trained at a time, each in a process of its own.
@@ -94,9 +96,10 @@ class Settings:
     learning_rates: Tuple[Tuple[float, float], ...] = LEARNING_RATES
     augments: Tuple[str, ...] = AUGMENTS
     units: Tuple[str, ...] = UNITS
-    source_steps: int = 6000
+    source_steps: int = 8000
     source_batch_size: int = 32
     source_augment: str = "diffaugment"
+    source_ema_decay: float = 0.999
     ch: int = 8
     dim_z: int = 64
     shared_dim: int = 64

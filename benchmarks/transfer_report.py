@@ -114,7 +114,8 @@ def markdown(report):
         "no feature network saw, with as many generated images.",
         f"* Source: BigGAN-32 (ch {s['ch']}, dim_z {s['dim_z']}, shared embedding "
         f"{s['shared_dim']}) trained from scratch on the old classes for {s['source_steps']} "
-        f"steps of batch {s['source_batch_size']} (D augmentation: {s['source_augment']}). "
+        f"steps of batch {s['source_batch_size']} (D augmentation: {s['source_augment']}; "
+        f"{_ema(s.get('source_ema_decay'))}). "
         "On the old classes' held-out images: KID "
         f"{_fmt(held.get('kid'), 4)}, FID {_fmt(held.get('fid'), 1)}, class accuracy of its "
         f"samples **{_pct(held.get('class_accuracy'))}** (real held-out images: "
@@ -136,6 +137,12 @@ def markdown(report):
     lines += _per_class_lines(report)
     lines += ["", f"![KID curves]({CURVES})", "", f"![samples]({PICTURE})", ""]
     return "\n".join(lines) + "\n"
+
+
+def _ema(decay):
+    if not decay:
+        return "no EMA: the transfers start from the last G"
+    return f"EMA of G with decay {decay:g}, which the transfers start from, with the trained D"
 
 
 def _fmt(value, digits):

@@ -34,6 +34,8 @@ FIRST_STAGE = {"kp_bn": ("bn", 2 / 3), "minegan": ("miner", 1 / 2)}
 # times the CIFAR G rate (the BN-only methods move few, small parameters).
 LEARNING_RATES = ((1e-4, 4e-4), (2e-4, 2e-4), (2e-3, 2e-4))
 RESULT_FILE = "result.json"
+# The source the transfers load when it keeps an EMA generator (`prepare_source`).
+TRANSFER_SOURCE = "models_transfer"
 # The records' final/best metrics (headline scalars of an evaluation record).
 METRICS = (
     "kid",
@@ -70,6 +72,8 @@ def source_dir(settings):
     """The source depends on its steps, batch, augmentation and architecture: all in the
     path."""
     key = f"s{settings.source_steps}_b{settings.source_batch_size}_{settings.source_augment}"
+    if settings.source_ema_decay:
+        key += f"_ema{settings.source_ema_decay:g}"
     key += f"_ch{settings.ch}_z{settings.dim_z}_e{settings.shared_dim}"
     return os.path.join(settings.work_dir, f"source_{key}")
 
@@ -89,6 +93,9 @@ def source_config(settings, spec):
         # The old classes have ~23 train images each: without augmentation D wins within
         # a few hundred steps (d_loss_fake 0.0000 at step 1,100 of a first attempt).
         augment=settings.source_augment,
+        # The transfers start from the EMA generator (with the trained D): at a few
+        # thousand steps the average is much better than the last iterate.
+        ema_decay=settings.source_ema_decay,
         train_steps=settings.source_steps,
         checkpoint_every=1000,
         sample_every=settings.source_steps,
@@ -368,8 +375,26 @@ def train_or_reuse(config):
 
 
 def prepare_source(settings, spec):
-    """`(models directory, info)` of the source, pre-trained now unless finished."""
-    return train_or_reuse(source_config(settings, spec))
+    """`(models directory, info)` of the source, pre-trained now unless finished.
+
+    With an EMA generator, the directory is `<source>/models_transfer/`: the EMA G with
+    the trained D (a run's `models/` pairs D with the last iterate of G). TF-Hub's BigGAN
+    modules are EMA generators too, so every transfer starts from an averaged G.
+    """
+    models, info = train_or_reuse(source_config(settings, spec))
+    if not settings.source_ema_decay:
+        return models, info
+    merged = os.path.join(source_dir(settings), TRANSFER_SOURCE)
+    if not model_io.find_models_dir(merged):
+        layout = model_io.RunLayout(source_dir(settings))
+        generator, _ = model_io.restore_models(layout.ema_models_dir)
+        _, discriminator = model_io.restore_models(layout.models_dir)
+        partial = merged + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        model_io.save_models(partial, generator, discriminator)
+        os.replace(partial, merged)  # complete or absent, never half-written
+        tf.keras.backend.clear_session()
+    return merged, info
 
 
 def score_source(settings, spec, source):

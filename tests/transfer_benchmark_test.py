@@ -18,6 +18,7 @@ from benchmarks import transfer_report
 from benchmarks import transfer_runs
 from tests import wesnoth_fixtures
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import model_io
 from tf_cgan_transfer import transfer
 
 
@@ -190,6 +191,17 @@ class QuickModeTest(tf.test.TestCase):
         bn, bn_ft = by_row["kp_bn (bn)"]["curve"]["kid"], by_row["kp_bn (bn+ft)"]["curve"]["kid"]
         self.assertEqual(bn[:2], bn_ft[:2])
         self.assertNotEqual(bn[2], bn_ft[2])
+
+    def test_transfers_start_from_the_ema_generator_and_the_trained_d(self):
+        layout = model_io.RunLayout(transfer_runs.source_dir(self.settings))
+        g, d = model_io.restore_models(os.path.join(layout.root, transfer_runs.TRANSFER_SOURCE))
+        ema_g, _ = model_io.restore_models(layout.ema_models_dir)
+        last_g, trained_d = model_io.restore_models(layout.models_dir)
+        self.assertEqual([w.name for w in g.weights], [w.name for w in ema_g.weights])
+        for ours, theirs in zip(g.weights + d.weights, ema_g.weights + trained_d.weights):
+            self.assertAllEqual(ours, theirs)
+        moved = [not np.array_equal(a, b) for a, b in zip(g.weights, last_g.weights)]
+        self.assertTrue(any(moved))  # the average is not the last iterate
 
     def test_parameter_counts_match_an_independent_count(self):
         source = transfer_runs.source_dir(self.settings)
