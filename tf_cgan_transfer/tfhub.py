@@ -242,8 +242,8 @@ def download_help(handle, flag, kagglehub_failed=False):
         )
     elif kagglehub_failed:
         way_1 = (
-            f"kagglehub (installed here) with Kaggle Models' {kaggle}: run again once "
-            "www.kaggle.com is reachable"
+            f"kagglehub (installed here) with Kaggle Models' {kaggle}: run again once Kaggle "
+            "is reachable"
         )
     else:
         way_1 = (
