@@ -152,11 +152,15 @@ class CachePathTest(tf.test.TestCase):
             self.assertEqual(
                 tfhub.cache_path(tfgan.eval.INCEPTION_TFHUB), os.path.join(root, INCEPTION_SHA1)
             )
-            kaggle = tfhub.KAGGLE_TWINS["tensorflow/tfgan/eval/inception/1"]
-            # Both spellings of a module share one cache directory.
-            self.assertEqual(
-                tfhub.cache_path(tfhub.url_of(kaggle)), os.path.join(root, INCEPTION_SHA1)
-            )
+            # Every spelling of a module shares one cache directory.
+            for handle in (
+                "tensorflow/tfgan/eval/inception/1",
+                "https://tfhub.dev/tensorflow/tfgan/eval/inception/1/",
+                tfhub.KAGGLE_TWINS["tensorflow/tfgan/eval/inception/1"],
+                "https://www.kaggle.com/models/tensorflow/inception/TensorFlow1/"
+                "tfgan-eval-inception/1",
+            ):
+                self.assertEqual(tfhub.cache_path(handle), os.path.join(root, INCEPTION_SHA1))
 
     def test_default_cache_root_is_tfhubs(self):
         environ = {k: v for k, v in os.environ.items() if k != "TFHUB_CACHE_DIR"}
@@ -248,6 +252,7 @@ class ResolveTest(tf.test.TestCase):
         ):
             self.assertIn(part, message)
         self.assertNotIn("\n", message)  # one line: cli.run prints it as `error: ...`
+        self.assertIn("which may also be passed as the handle", message)
 
     def test_kagglehub_failure_names_both_ways_and_the_cache_path(self):
         kagglehub = fake_kagglehub(exception=ConnectionError("Kaggle is unreachable"))

@@ -214,8 +214,13 @@ def cache_root():
         )
 
 
-def cache_path(url):
-    """The directory TF-Hub's cache keeps the module of `url` in, `<root>/<sha1 of url>`."""
+def cache_path(handle):
+    """The TF-Hub cache directory of a handle or URL: `<root>/<sha1 of url_of(handle)>`.
+
+    Every spelling of a module gives the same directory: `deepmind/biggan-128/2`, its URL
+    and its Kaggle twin `deepmind/biggan/tensorFlow1/128/2`.
+    """
+    url = url_of(handle)
     return os.path.join(cache_root(), hashlib.sha1(url.encode("utf8")).hexdigest())
 
 
@@ -246,9 +251,10 @@ def download_help(handle, flag, kagglehub_failed=False):
             "is reachable"
         )
     else:
+        also = "" if parse_kaggle(handle) else " (which may also be passed as the handle)"
         way_1 = (
             f"pip install kagglehub and run again: the module is then fetched as Kaggle "
-            f"Models' {kaggle} (which may also be passed as the handle)"
+            f"Models' {kaggle}{also}"
         )
     archives = [f"{url}?tf-hub-format=compressed"] if url.startswith(TFHUB_URL) else []
     if kaggle is not None:
