@@ -6,6 +6,7 @@ modules with its interface in both forms (callable TF2 SavedModel, TF1 Hub forma
 
 import hashlib
 import os
+import sys
 import time
 from unittest import mock
 
@@ -90,8 +91,16 @@ class ClassifierTest(tf.test.TestCase):
         cache = self.create_tempdir().full_path
         digest = hashlib.sha1(eval_fixtures.INCEPTION_URL.encode()).hexdigest()
         self.assertEqual(digest, "c4be6b55dc0338e82546082d22184ebdc77d76cf")
-        with mock.patch.dict(os.environ, {"TFHUB_CACHE_DIR": cache}):
-            for handle in (classifier_lib.INCEPTION_HANDLE, "tensorflow/tfgan/eval/inception/1"):
+        kaggle = "tensorflow/inception/TensorFlow1/tfgan-eval-inception/1"
+        # No kagglehub, even where it is installed: the real TF-Hub download fails offline.
+        with mock.patch.dict(os.environ, {"TFHUB_CACHE_DIR": cache}), mock.patch.dict(
+            sys.modules, {"kagglehub": None}
+        ):
+            for handle in (
+                classifier_lib.INCEPTION_HANDLE,
+                "tensorflow/tfgan/eval/inception/1",
+                kaggle,
+            ):
                 start = time.time()
                 with self.assertRaisesRegex(
                     classifier_lib.ClassifierError,
@@ -106,8 +115,13 @@ class ClassifierTest(tf.test.TestCase):
         cache = self.create_tempdir().full_path
         digest = hashlib.sha1(eval_fixtures.INCEPTION_URL.encode()).hexdigest()
         fake_inception.write_tf2_module(os.path.join(cache, digest), pool_dim=16, logits_dim=8)
+        kaggle = (
+            "https://www.kaggle.com/models/tensorflow/inception/TensorFlow1/tfgan-eval-inception/1"
+        )
         with mock.patch.dict(os.environ, {"TFHUB_CACHE_DIR": cache}):
             classifier = classifier_lib.load_classifier(eval_fixtures.INCEPTION_URL)
+            # The Kaggle twin is the same module: one load, one name.
+            self.assertIs(classifier_lib.load_classifier(kaggle), classifier)
         self.assertEqual(classifier.name, eval_fixtures.INCEPTION_URL)
         self.assertEqual(classifier.path, os.path.join(cache, digest))
         self.assertEqual(classifier.pool_dim, 16)

@@ -7,6 +7,8 @@ compare our imported Generator with the module's own `default` signature.
 
 import hashlib
 import os
+import sys
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -125,7 +127,7 @@ class ModuleVariantsTest(tf.test.TestCase):
 
 
 class HandleResolutionTest(tf.test.TestCase):
-    def test_url_and_short_handle_resolve_through_the_hub_cache(self):
+    def test_url_short_and_kaggle_handles_resolve_through_the_hub_cache(self):
         cache = self.create_tempdir().full_path
         url = "https://tfhub.dev/deepmind/biggan-128/2"
         cached = os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())
@@ -135,7 +137,8 @@ class HandleResolutionTest(tf.test.TestCase):
         expected = fake.reference_forward(tensors, z, y)
         os.environ["TFHUB_CACHE_DIR"] = cache
         try:
-            for handle in (url, "deepmind/biggan-128/2"):
+            # The Kaggle Models twin names the same cache directory (tfhub_test: the rest).
+            for handle in (url, "deepmind/biggan-128/2", "deepmind/biggan/TensorFlow1/128/2"):
                 generator, report = hub_import.load_generator(handle)
                 self.assertEqual(report.module_path, cached)
                 self.assertAllClose(generator((z, y)), expected, atol=1e-5, rtol=0)
@@ -144,17 +147,30 @@ class HandleResolutionTest(tf.test.TestCase):
 
     def test_uncached_url_offline_says_what_to_download(self):
         cache = self.create_tempdir().full_path
-        os.environ["TFHUB_CACHE_DIR"] = cache
-        try:
+        # No kagglehub, even where it is installed: the real TF-Hub download fails offline.
+        with mock.patch.dict(os.environ, {"TFHUB_CACHE_DIR": cache}), mock.patch.dict(
+            sys.modules, {"kagglehub": None}
+        ):
             with self.assertRaisesRegex(
                 hub_import.HubImportError,
                 r"Could not fetch TF-Hub module https://tfhub.dev/deepmind/biggan-256/2 .*"
+                r"pip install kagglehub.* deepmind/biggan/tensorFlow1/256/2.*"
                 r"download https://tfhub.dev/deepmind/biggan-256/2\?tf-hub-format=compressed.*"
                 + hashlib.sha1(b"https://tfhub.dev/deepmind/biggan-256/2").hexdigest(),
             ):
                 hub_import.load_generator("https://tfhub.dev/deepmind/biggan-256/2")
-        finally:
-            del os.environ["TFHUB_CACHE_DIR"]
+
+    def test_resolution_of_known_handles_without_download(self):
+        for handle, resolution in (
+            ("deepmind/biggan-256/2", 256),
+            ("https://tfhub.dev/deepmind/biggan-512/2/", 512),
+            ("deepmind/biggan/tensorFlow1/128/2", 128),
+            ("https://www.kaggle.com/models/deepmind/biggan/TensorFlow1/256/1", 256),
+            ("deepmind/biggan-deep-128/1", None),
+            ("deepmind/biggan/tensorFlow1/128", None),  # malformed: loading says why
+            ("someone/else/tensorFlow1/128/2", None),
+        ):
+            self.assertEqual(hub_import.resolution_without_download(handle), resolution, handle)
 
 
 class BadModuleTest(tf.test.TestCase):

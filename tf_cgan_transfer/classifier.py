@@ -4,9 +4,11 @@ By default TF-GAN's Inception module (`tensorflow/tfgan/eval/inception/1`: `pool
 features and `logits`); any SavedModel with the same two outputs works, in either form
 (a callable TF2 SavedModel, or a TF1 Hub format module with a `default` signature).
 
-Handles go through the shared resolver `tfhub.resolve`, so offline a module unpacked in
-the TF-Hub cache is found, and an unreachable handle raises a `ClassifierError` saying
-what to download and where to put it. `load_classifier` loads each classifier once per
+Handles go through the shared resolver `tfhub.resolve` (tfhub.dev handles and their
+Kaggle Models twins, e.g. `tensorflow/inception/tensorFlow1/tfgan-eval-inception/1`,
+fetched by `kagglehub` when it is installed), so offline a module unpacked in the TF-Hub
+cache is found, and an unreachable handle raises a `ClassifierError` saying both ways to
+get it and where to put it. `load_classifier` loads each classifier once per
 process; TF-GAN's own `classifier_fn_from_tfhub` reloads it on every call.
 """
 
@@ -36,18 +38,22 @@ def resolve_classifier(handle):
     """`(local SavedModel directory, stable name)` for a handle or a directory.
 
     Args:
-      handle: a SavedModel / TF-Hub module directory, a `https://tfhub.dev/...` URL
-        (resolved through the TF-Hub cache, `TFHUB_CACHE_DIR`), or a short handle such
-        as `tensorflow/tfgan/eval/inception/1`.
+      handle: a SavedModel / TF-Hub module directory, a `https://tfhub.dev/...` URL or
+        short handle such as `tensorflow/tfgan/eval/inception/1` (resolved through the
+        TF-Hub cache, `TFHUB_CACHE_DIR`), or a Kaggle Models handle or URL such as
+        `tensorflow/inception/tensorFlow1/tfgan-eval-inception/1` (also via `kagglehub`
+        when it is installed).
 
     Returns:
-      The directory, and the URL (handles) or absolute path (directories) as its name.
+      The directory, and the URL (handles; a Kaggle twin's is its tfhub.dev URL) or
+      absolute path (directories) as its name.
 
     Raises:
       ClassifierError: nothing usable there; for an unreachable URL the message says
         what to download and where to put it.
     """
-    path, name = tfhub.resolve(handle, "classifier", _FLAG, INCEPTION_HANDLE, error=ClassifierError)
+    example = f"{INCEPTION_HANDLE} or {tfhub.KAGGLE_TWINS['tensorflow/tfgan/eval/inception/1']}"
+    path, name = tfhub.resolve(handle, "classifier", _FLAG, example, error=ClassifierError)
     if not tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         raise ClassifierError(
             f"{path} is not a SavedModel (no saved_model.pb): unpack the whole module there."

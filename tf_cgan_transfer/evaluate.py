@@ -187,8 +187,9 @@ def define_flags(fv):
     flags.DEFINE_string(
         "classifier",
         classifier_lib.INCEPTION_HANDLE,
-        "TF-Hub handle or SavedModel directory of a classifier with 'pool_3' and 'logits' "
-        "outputs (default: TF-GAN's Inception module; offline, a local copy of it).",
+        "TF-Hub or Kaggle Models handle, or SavedModel directory, of a classifier with "
+        "'pool_3' and 'logits' outputs (default: TF-GAN's Inception module; offline, a local "
+        "copy of it).",
         flag_values=fv,
     )
     flags.DEFINE_integer(

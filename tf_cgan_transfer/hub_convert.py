@@ -112,7 +112,8 @@ def define_flags(fv):
     flags.DEFINE_string(
         "module",
         None,
-        "TF-Hub handle (URL or deepmind/biggan-128/2) or local module directory.",
+        "TF-Hub handle (URL or deepmind/biggan-128/2), Kaggle Models handle or URL "
+        "(deepmind/biggan/tensorFlow1/128/2), or local module directory.",
         **kw,
     )
     flags.DEFINE_string(

@@ -1,5 +1,8 @@
 """Import DeepMind's TF-Hub BigGAN generators (`deepmind/biggan-{128,256,512}/2`).
 
+The module is named by a directory, a tfhub.dev handle or its Kaggle Models twin
+(`deepmind/biggan/tensorFlow1/128/2`), all resolved by `tfhub.resolve`.
+
 The module's `variables/variables` checkpoint is read by key (docs/tfhub_layout.md §2):
 EMA weights (`<key>/ema_b999900`, falling back to the bare key), the spectral-norm
 vectors `u0` and the standing BN statistics (used as stored, never divided by the
@@ -20,8 +23,11 @@ from tf_cgan_transfer import errors
 from tf_cgan_transfer import tfhub
 
 EMA_SUFFIX = "ema_b999900"
-# The resolution in the name of DeepMind's handles (deepmind/biggan-256/2).
-_HANDLE_RESOLUTION = re.compile(r"/biggan-(128|256|512)/\d+/?$")
+# The resolution in the name of DeepMind's handles: deepmind/biggan-256/2 on tfhub.dev,
+# deepmind/biggan/tensorFlow1/256/2 on Kaggle Models (`tfhub.url_of` spellings).
+_HANDLE_RESOLUTION = re.compile(
+    r"(/biggan-(128|256|512)|/deepmind/biggan/tensorFlow1/(128|256|512))/\d+$"
+)
 _BLOCK_KEY = re.compile(r"^Generator/(GBlock(?:_(\d+))?)/conv0/w(?:/.*)?$")
 
 
@@ -42,14 +48,16 @@ class ImportReport:
 def resolve_module(handle):
     """Returns a local module directory for a TF-Hub handle or a local path.
 
-    Accepts a directory, a `https://tfhub.dev/...` URL or a short handle such as
-    `deepmind/biggan-128/2` (both through the TF-Hub cache; see `tfhub.resolve`).
+    Accepts a directory, a `https://tfhub.dev/...` URL, a short handle such as
+    `deepmind/biggan-128/2`, or a Kaggle Models handle or URL such as
+    `deepmind/biggan/tensorFlow1/128/2` (through the TF-Hub cache, or `kagglehub` when it
+    is installed; see `tfhub.resolve`).
     """
     path, _ = tfhub.resolve(
         handle,
         "TF-Hub module",
         "the handle (--source, --module)",
-        "https://tfhub.dev/deepmind/biggan-128/2 or deepmind/biggan-128/2",
+        "deepmind/biggan-128/2 or deepmind/biggan/tensorFlow1/128/2",
         error=HubImportError,
     )
     index = os.path.join(path, "variables", "variables.index")
@@ -73,8 +81,12 @@ def resolution_without_download(handle):
     handle = str(handle)
     if tf.io.gfile.isdir(handle):
         return infer_config(read_shapes(resolve_module(handle))[1])["resolution"]
-    match = _HANDLE_RESOLUTION.search(handle)
-    return int(match.group(1)) if match else None
+    try:
+        url = tfhub.url_of(handle)
+    except tfhub.HandleError:
+        return None  # a malformed Kaggle handle: loading it says why
+    match = _HANDLE_RESOLUTION.search(url)
+    return int(match.group(2) or match.group(3)) if match else None
 
 
 def _lookup(shapes, key, ema):
@@ -215,8 +227,9 @@ def load_generator(handle):
     """Builds a `biggan.Generator` from a TF-Hub BigGAN module and loads its weights.
 
     Args:
-      handle: module directory, `https://tfhub.dev/deepmind/biggan-128/2`-style URL (via
-        the TF-Hub cache), or short handle `deepmind/biggan-128/2`.
+      handle: module directory, `https://tfhub.dev/deepmind/biggan-128/2`-style URL,
+        short handle `deepmind/biggan-128/2`, or Kaggle Models handle or URL
+        (`deepmind/biggan/tensorFlow1/128/2`); see `resolve_module`.
 
     Returns:
       `(generator, ImportReport)`. The generator reproduces the module's output at

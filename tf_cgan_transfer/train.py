@@ -67,9 +67,9 @@ def define_flags(fv):
     flags.DEFINE_string(
         "source",
         None,
-        "Pretrained model: TF-Hub handle (deepmind/biggan-128/2), module "
-        "directory, or a model directory of ours. None only with "
-        "--method=scratch (then the architecture flags apply).",
+        "Pretrained model: TF-Hub handle (deepmind/biggan-128/2) or its Kaggle Models "
+        "twin (deepmind/biggan/tensorFlow1/128/2), module directory, or a model directory "
+        "of ours. None only with --method=scratch (then the architecture flags apply).",
         flag_values=fv,
     )
     flags.DEFINE_string(
@@ -221,8 +221,8 @@ def define_flags(fv):
     flags.DEFINE_string(
         "classifier",
         None,
-        "FID network: TF-Hub handle or SavedModel directory with pool_3/logits "
-        "outputs (None: TF-GAN's Inception).",
+        "FID network: TF-Hub or Kaggle Models handle, or SavedModel directory, with "
+        "pool_3/logits outputs (None: TF-GAN's Inception).",
         flag_values=fv,
     )
     flags.DEFINE_string(
