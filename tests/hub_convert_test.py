@@ -1,5 +1,6 @@
 """Tests of the hub_convert command line on a miniature TF-Hub BigGAN module."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,10 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from tests import fake_biggan_module as fake
+from tf_cgan_transfer import class_names
+from tf_cgan_transfer import font
 from tf_cgan_transfer import hub_convert
 from tf_cgan_transfer import images
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sampling
+from tf_cgan_transfer import sheets
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 R, PAD = 128, 2
@@ -92,6 +96,39 @@ class HubConvertCliTest(tf.test.TestCase):
         self.assertFalse(os.path.exists(os.path.join(out, "generator_config.json")))
 
 
+class HubConvertNamesTest(tf.test.TestCase):
+    def test_rows_named_from_a_names_file(self):
+        root = self.create_tempdir().full_path
+        module_dir = os.path.join(root, "module")
+        fake.write_checkpoint_only_module(module_dir, fake.make_biggan_tensors(resolution=128))
+        names = os.path.join(root, "names.txt")
+        with open(names, "w") as f:
+            f.write("goldfish\ntench\nshark\n")
+        out = os.path.join(root, "converted")
+        config = hub_convert.ConvertConfig(
+            module_dir, out, class_ids=(2, 0), samples_per_class=1, class_names=names
+        )
+        hub_convert.convert(config)
+        sheet = tf.io.decode_png(tf.io.read_file(os.path.join(out, "samples.png"))).numpy()
+        restored, _ = model_io.restore_models(out)
+        plain = images.make_grid(sampling.sheet(restored, [2, 0], 1), rows=2).numpy()
+        width = sheet.shape[1] - plain.shape[1]
+        # 128-pixel rows: scale 3; the widest name is "goldfish", but rows are shark, goldfish.
+        self.assertEqual(width, font.text_width("goldfish", 3) + 2 * 6)
+        self.assertLessEqual(np.abs(sheet[:, width:].astype(int) - plain).max(), 1)
+        self.assertTrue(np.any(sheet[PAD : PAD + R, :width] == sheets.INK))
+        # A names file of another count fails before anything is written.
+        short = os.path.join(root, "short.txt")
+        with open(short, "w") as f:
+            f.write("goldfish\n")
+        other = os.path.join(root, "other")
+        with self.assertRaisesRegex(
+            class_names.ClassNamesError, f"{short} lists 1 class names, but the model has 3"
+        ):
+            hub_convert.convert(dataclasses.replace(config, output_dir=other, class_names=short))
+        self.assertFalse(os.path.exists(other))
+
+
 class HubConvertFlagsTest(tf.test.TestCase):
     def _parse(self, *args):
         fv = flags.FlagValues()
@@ -113,6 +150,7 @@ class HubConvertFlagsTest(tf.test.TestCase):
             required + ["--truncation=1.5"],
             required + ["--samples_per_class=-1"],
             required + ["--standing_stats_batches=-1"],
+            required + ["--class_names=/no/such/names.txt"],
         ]
         for args in bad:
             with self.subTest(args=args):

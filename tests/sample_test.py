@@ -11,10 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import class_names
+from tf_cgan_transfer import font
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sample
 from tf_cgan_transfer import sampling
 from tf_cgan_transfer import serving
+from tf_cgan_transfer import sheets
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 R, PAD = 32, 2
@@ -64,6 +67,7 @@ class SampleTest(tf.test.TestCase):
             classes=("1", "2"),
             samples_per_class=2,
             seed=4,
+            label_rows=False,
         )
         self.assertEqual(by_export.shape[:2], _grid_size(2, 2))
         self.assertLessEqual(np.abs(by_model.astype(int) - by_export).max(), 1)
@@ -74,8 +78,51 @@ class SampleTest(tf.test.TestCase):
             classes=("dog", "fox"),
             samples_per_class=2,
             seed=4,
+            label_rows=False,
         )
         self.assertAllEqual(by_name, by_export)
+        # By default an export's rows carry its class names, left of the same images.
+        labelled = self._run(
+            "labelled",
+            model=None,
+            export=self.export_dir,
+            classes=("1", "2"),
+            seed=4,
+            samples_per_class=2,
+        )
+        width = font.text_width("dog") + 4
+        self.assertEqual(labelled.shape[:2], (_grid_size(2, 2)[0], width + _grid_size(2, 2)[1]))
+        self.assertAllEqual(labelled[:, width:], by_export)
+        self.assertTrue(np.any(labelled[:, :width] == sheets.INK))
+
+    def test_rows_named_from_a_names_file(self):
+        names = os.path.join(self.root, "names.txt")
+        with open(names, "w") as f:
+            f.write("tulip\nrose\nsunflower\n")
+        plain = self._run("plain", classes=("2", "0"), samples_per_class=2)
+        named = self._run("named", classes=("2", "0"), samples_per_class=2, class_names=names)
+        width = font.text_width("sunflower") + 4
+        self.assertEqual(named.shape, (plain.shape[0], width + plain.shape[1], 3))
+        self.assertAllEqual(named[:, width:], plain)
+        # Row 0 is class 2: "sunflower" is drawn as wide as its text; row 1 "tulip".
+        for row, name in enumerate(["sunflower", "tulip"]):
+            band = named[PAD + row * (R + PAD) :][:R, :width]
+            ink = np.flatnonzero((band == sheets.INK).all(-1).any(axis=0))
+            self.assertBetween(
+                ink[-1] + 1, 2 + font.text_width(name) - 4, 2 + font.text_width(name)
+            )
+        # interpolate_class rows are latents: no names. A names file of another count fails.
+        grid = self._run(
+            "latents", classes=("0", "2"), mode="interpolate_class", steps=3, class_names=names
+        )
+        self.assertEqual(grid.shape[:2], _grid_size(8, 3))
+        short = os.path.join(self.root, "short.txt")
+        with open(short, "w") as f:
+            f.write("tulip\n")
+        with self.assertRaisesRegex(
+            class_names.ClassNamesError, f"{short} lists 1 class names, but the model has 3"
+        ):
+            self._run("short", classes=("0",), class_names=short)
 
     def test_export_rejects_unknown_name_and_interpolation(self):
         config = dict(model=None, export=self.export_dir, samples_per_class=1)
@@ -140,6 +187,7 @@ class SampleTest(tf.test.TestCase):
             [f"--model={self.model_dir}", out, "--classes=cat"],
             [f"--model={self.model_dir}", out, "--mode=grid"],
             [f"--model={self.model_dir}", out, "--samples_per_class=0"],
+            [f"--model={self.model_dir}", out, "--class_names=/no/such/names.txt"],
         ]
         for args in bad:
             with self.subTest(args=args):

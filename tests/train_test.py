@@ -164,6 +164,24 @@ class FlagfileTest(tf.test.TestCase):
             with self.assertRaisesRegex(flags.IllegalFlagValueError, message):
                 parse("--flagfile=configs/flowers.flags", *extra)
 
+    def test_class_names_flags(self):
+        names = os.path.join(self.create_tempdir().full_path, "names.txt")
+        with open(names, "w") as f:
+            f.write("tulip\nrose\n")
+        fv = parse(
+            "--flagfile=configs/flowers.flags",
+            f"--class_names={names}",
+            f"--source_class_names={names}",
+        )
+        config = train.config_from_flags(fv)
+        self.assertEqual((config.class_names, config.source_class_names), (names, names))
+        self.assertIn(f"--class_names={names}", train.flag_lines(fv))
+        for flag in ("class_names", "source_class_names"):
+            with self.assertRaisesRegex(
+                flags.IllegalFlagValueError, f"--{flag} must be an existing text file"
+            ):
+                parse("--flagfile=configs/flowers.flags", f"--{flag}=/no/such/names.txt")
+
     def test_resolved_flags_round_trip(self):
         fv = parse("--flagfile=configs/cifar100.flags", "--model_dir=/tmp/run")
         lines = train.flag_lines(fv)

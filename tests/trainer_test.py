@@ -13,11 +13,15 @@ import tensorflow as tf
 from tests import distribution
 from tests import fake_inception
 from tests import model_fixtures
+from tf_cgan_transfer import affinity
+from tf_cgan_transfer import class_names
 from tf_cgan_transfer import data
 from tf_cgan_transfer import data_sources
 from tf_cgan_transfer import classifier as classifier_lib
+from tf_cgan_transfer import font
 from tf_cgan_transfer import layers
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import sheets
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -227,11 +231,14 @@ class LoopTest(tf.test.TestCase):
         for name in ("models", "models_ema"):
             g, _ = model_io.restore_models(os.path.join(model_dir, name))
             self.assertEqual(g.num_classes, 3)
-        # The sample sheet of the last step: rows = classes, columns = samples per class.
+        # The sample sheet of the last step: rows = classes, columns = samples per class,
+        # each row named at its left after its image folder.
         sheet = tf.io.decode_png(
             tf.io.read_file(os.path.join(model_dir, "samples", "step_0000004.png"))
-        )
-        self.assertEqual(sheet.shape, [3 * 34 + 2, 4 * 34 + 2, 3])
+        ).numpy()
+        label_width = font.text_width("class_0") + 4
+        self.assertEqual(sheet.shape, (3 * 34 + 2, label_width + 4 * 34 + 2, 3))
+        self.assertTrue(np.any(sheet[2:34, :label_width] == sheets.INK))
         # Resuming without the LeCam state the checkpoint holds is one clear error.
         run = trainer.Trainer(self._config(model_dir, lecam_weight=0.0))
         with self.assertRaisesRegex(trainer.TrainingError, "does not match.*--lecam_weight"):
@@ -250,6 +257,23 @@ class LoopTest(tf.test.TestCase):
         # The models saved by the good run were not replaced by poisoned ones.
         _, d = model_io.restore_models(os.path.join(model_dir, "models"))
         self.assertTrue(np.all(np.isfinite(d.linear.kernel.numpy())))
+
+
+class ClassNamesTest(tf.test.TestCase):
+    def test_names_file_wins_and_a_wrong_count_fails_before_building(self):
+        root = self.create_tempdir().full_path
+        folder = model_fixtures.write_image_folder(os.path.join(root, "images"), per_class=1)
+        data_config = data.DataConfig("folder", RESOLUTION, image_folder=folder)
+        names = os.path.join(root, "names.txt")
+        with open(names, "w") as f:
+            f.write("tulip\nrose\n")
+        config = tiny_config(os.path.join(root, "run"), "unused", data_config, class_names=names)
+        with mock.patch.object(transfer, "build") as build:
+            with self.assertRaisesRegex(
+                class_names.ClassNamesError, f"{names} lists 2 class names, but the model has 3"
+            ):
+                trainer.Trainer(config)
+        build.assert_not_called()
 
 
 class PeriodicEvaluationTest(tf.test.TestCase):
@@ -299,6 +323,19 @@ class PeriodicEvaluationTest(tf.test.TestCase):
         self.assertEqual(report["num_new_classes"], 3)
         self.assertEqual([c["name"] for c in report["classes"]], ["class_0", "class_1", "class_2"])
         self.assertTrue(os.path.exists(os.path.join(model_dir, "class_affinity.txt")))
+        # ... its heat map as a PNG, and as an image in the run's TensorBoard events.
+        picture = tf.io.decode_png(
+            tf.io.read_file(os.path.join(model_dir, affinity.PICTURE_FILE))
+        ).numpy()
+        self.assertAllEqual(picture, affinity.heatmap_picture(report))
+        events = glob.glob(os.path.join(model_dir, "events.out.tfevents.*"))
+        tags = {
+            (v.tag, e.step)
+            for path in events
+            for e in tf.compat.v1.train.summary_iterator(path)
+            for v in e.summary.value
+        }
+        self.assertIn((affinity.SUMMARY_TAG, 2), tags)
 
     def test_eval_data_replaces_the_capped_training_data_as_real_images(self):
         root = self.create_tempdir().full_path

@@ -15,18 +15,17 @@ import hashlib
 import io
 import json
 import os
-import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import classifier as classifier_lib
+from tf_cgan_transfer import progress as progress_lib
 from tf_cgan_transfer.real_data import EvaluationError
 
 CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: logits and pixels)
 PIXEL_SIZE = 32  # side of the pixel-space copies (smaller images are kept as they are)
-_LOG_EVERY_BATCHES = 10
 _FIELDS = ("pool", "logits", "labels", "pixels")
 
 
@@ -119,7 +118,8 @@ def classify(classifier, dataset, num_images, batch_size, what="real_dataset_fn"
     """
     check_dataset(dataset, what)
     dataset = dataset.unbatch().take(num_images).batch(batch_size)
-    parts, done, start = [], 0, time.time()
+    parts, done = [], 0
+    progress = progress_lib.Progress(f"classifying {what}", num_images, "images")
     for i, (images, labels) in enumerate(dataset.prefetch(tf.data.AUTOTUNE)):
         if i == 0:
             low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
@@ -138,11 +138,8 @@ def classify(classifier, dataset, num_images, batch_size, what="real_dataset_fn"
             )
         )
         done += len(labels)
-        if (i + 1) % _LOG_EVERY_BATCHES == 0:
-            rate = done / (time.time() - start)
-            logging.info(
-                "%s: %d/%d images classified (%.1f images/s)", what, done, num_images, rate
-            )
+        progress.update(len(labels))
+    progress.close()
     if done < num_images:
         raise EvaluationError(
             f"{what} yielded {done} images, fewer than num_images={num_images}: lower "

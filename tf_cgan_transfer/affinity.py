@@ -5,8 +5,15 @@ r"""The class-affinity report: which old classes each new class of a kp_bn G dra
 For each new class n and old class k the score is the mixture weight A(y_n)[k], averaged
 over every knowledge-propagating BN and over gain and bias (docs/method.md §2). A kp_bn
 training run writes the report of its final sampling generator (EMA first) as
-`class_affinity.json` and `class_affinity.txt` in its run directory (`model_io.RunLayout`);
-the command prints it for any kp_bn model or run directory.
+`class_affinity.json`, `class_affinity.txt` and `class_affinity.png` (a heat map: new
+classes x the union of their top old classes) in its run directory
+(`model_io.RunLayout`), and logs the heat map to TensorBoard (`train/class_affinity`);
+the command prints it for any kp_bn model or run directory (and writes the three files
+with --output_dir).
+
+Names (`class_names.resolve`): the new classes' from --class_names, else the run's
+report, else the run's training data; the old classes' from --source_class_names, else
+the source run's training data (the source the run recorded), else ImageNet's for 1000.
 """
 
 import dataclasses
@@ -18,38 +25,33 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
+from tf_cgan_transfer import class_names
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import errors
+from tf_cgan_transfer import images
 from tf_cgan_transfer import model_io
-from tf_cgan_transfer import serving
+from tf_cgan_transfer import sheets
 
-IMAGENET_CLASSES = 1000
 JSON_FILE = "class_affinity.json"
 TEXT_FILE = "class_affinity.txt"
+PICTURE_FILE = "class_affinity.png"
+SUMMARY_TAG = "train/class_affinity"
 
 
 class AffinityError(errors.UserError, ValueError):
     """No report can be made for this model; the message says why."""
 
 
-def imagenet_class_names():
-    """The 1000 ImageNet (ILSVRC-2012) class ids in label order, as TFDS ships them.
+def affinity_scores(generator):
+    """The mean mixture weights of a kp_bn generator and the number of layers averaged.
 
-    BigGAN's class k is line k (WordNet ids such as n01440764, "tench").
-    """
-    import tensorflow_datasets as tfds  # deferred: heavy, only needed for reports
+    Returns:
+      `(scores, num_layers)`: float `[N, K]` scores, A(y_n)[k] averaged over the
+      `num_layers` knowledge-propagating BNs and over gain and bias.
 
-    path = os.path.join(os.path.dirname(tfds.__file__), "datasets", "imagenet2012", "labels.txt")
-    with tf.io.gfile.GFile(path) as f:
-        return [line.strip() for line in f if line.strip()]
-
-
-def class_affinity(generator, top_k=5, old_names=None, new_names=None):
-    """For each new class, the old classes its learned mixtures weight most.
-
-    The score of old class k for new class n is A(y_n)[k] averaged over every
-    knowledge-propagating BN layer and over gain and bias. Returns a JSON-able dict.
+    Raises:
+      AffinityError: the generator learns no mixtures (not kp_bn).
     """
     layers_ = [bn for bn in conditional_bn.knowledge_propagating(generator) if bn.use_mixture]
     if not layers_:
@@ -57,21 +59,33 @@ def class_affinity(generator, top_k=5, old_names=None, new_names=None):
             f"A class-affinity report needs a kp_bn generator; this one's conditioning is "
             f"{generator.conditioning!r}."
         )
-    n, k = generator.num_classes, generator.num_source_classes
-    y = tf.eye(n)
+    y = tf.eye(generator.num_classes)
     scores = tf.add_n([w for bn in layers_ for w in bn.mixture_weights(y)]) / (2 * len(layers_))
-    scores = scores.numpy()
+    return scores.numpy(), len(layers_)
+
+
+def class_affinity(generator, top_k=5, old_names=None, new_names=None):
+    """For each new class, the old classes its learned mixtures weight most.
+
+    The score of old class k for new class n is A(y_n)[k] averaged over every
+    knowledge-propagating BN layer and over gain and bias. Returns a JSON-able dict; its
+    `heatmap` holds the scores of every new class for the union of the top old classes
+    (`old_classes`, in order of first appearance), what `heatmap_picture` draws.
+    """
+    scores, num_layers = affinity_scores(generator)
+    n, k = scores.shape
     top_k = min(top_k, k)
-    classes = []
+    classes, columns = [], []
     for new in range(n):
-        order = np.argsort(-scores[new], kind="stable")[:top_k]
+        order = [int(o) for o in np.argsort(-scores[new], kind="stable")[:top_k]]
+        columns += [o for o in order if o not in columns]
         classes.append(
             dict(
                 new_class=new,
                 name=new_names[new] if new_names else None,
                 top=[
                     dict(
-                        old_class=int(o),
+                        old_class=o,
                         name=old_names[o] if old_names else None,
                         score=float(scores[new, o]),
                     )
@@ -79,8 +93,18 @@ def class_affinity(generator, top_k=5, old_names=None, new_names=None):
                 ],
             )
         )
+    heatmap = dict(
+        old_classes=columns,
+        old_names=[old_names[o] for o in columns] if old_names else None,
+        scores=scores[:, columns].astype(float).tolist(),
+    )
     return dict(
-        num_new_classes=n, num_old_classes=k, num_layers=len(layers_), top_k=top_k, classes=classes
+        num_new_classes=n,
+        num_old_classes=k,
+        num_layers=num_layers,
+        top_k=top_k,
+        classes=classes,
+        heatmap=heatmap,
     )
 
 
@@ -97,21 +121,68 @@ def format_affinity(report):
     return "\n".join(lines) + "\n"
 
 
-def old_class_names(generator):
-    """Names of the source's classes when they are known (ImageNet's for 1000), else None."""
-    if generator.num_source_classes == IMAGENET_CLASSES:
-        return imagenet_class_names()
-    return None
+def heatmap_picture(report):
+    """The heat map of a `class_affinity` report: uint8 `[H, W, 3]`.
+
+    Rows are the new classes, columns the union of their top old classes (labelled
+    `<old id> <name>`), each cell the mean mixture weight.
+    """
+    heat = report["heatmap"]
+    rows = [e["name"] or f"new class {e['new_class']}" for e in report["classes"]]
+    names = heat["old_names"] or [None] * len(heat["old_classes"])
+    columns = [f"{o} {name}" if name else str(o) for o, name in zip(heat["old_classes"], names)]
+    title = f"class affinity: mean mixture weight over {report['num_layers']} BN layers"
+    return sheets.heatmap(heat["scores"], rows, columns, title=title)
 
 
 def write_report(report, directory):
-    """Writes `class_affinity.json` and `class_affinity.txt` into `directory`; returns them."""
+    """Writes `class_affinity.{json,txt,png}` into `directory`; returns the three paths."""
     json_path = os.path.join(directory, JSON_FILE)
     text_path = os.path.join(directory, TEXT_FILE)
+    picture_path = os.path.join(directory, PICTURE_FILE)
     model_io.write_json(json_path, report)
     with tf.io.gfile.GFile(text_path, "w") as f:
         f.write(format_affinity(report))
-    return json_path, text_path
+    images.write_png(picture_path, heatmap_picture(report))
+    return json_path, text_path, picture_path
+
+
+def old_class_names(num_source_classes, source=None, names_file=None):
+    """The names of a kp_bn generator's old classes, or None (`class_names.resolve`).
+
+    Args:
+      num_source_classes: the generator's `num_source_classes`.
+      source: the source the transfer started from (one of our runs names its classes
+        by its training data; a TF-Hub BigGAN has ImageNet's 1000), or None.
+      names_file: a names file of the old classes (it wins), or None.
+    """
+    return class_names.resolve(names_file, num_source_classes, path=source)
+
+
+def write_run_report(
+    generator, directory, new_names=None, source=None, source_names=None, writer=None, step=0
+):
+    """The report of a finished kp_bn run: the three files, and the heat map in TensorBoard.
+
+    Args:
+      generator: the run's sampling generator (kp_bn).
+      directory: the run directory.
+      new_names: the new classes' names, or None (ids).
+      source, source_names: the run's source and old classes' names file
+        (`old_class_names`).
+      writer: the run's `tf.summary` writer, or None.
+      step: the summary's step (an integer, or the run's int64 step variable).
+
+    Returns:
+      The report.
+    """
+    old_names = old_class_names(generator.num_source_classes, source, source_names)
+    report = class_affinity(generator, old_names=old_names, new_names=new_names)
+    write_report(report, directory)
+    if writer is not None:
+        with writer.as_default(step=step):
+            tf.summary.image(SUMMARY_TAG, heatmap_picture(report)[None])
+    return report
 
 
 # ---- Command line ------------------------------------------------------------------------
@@ -124,14 +195,21 @@ def define_flags(fv):
     flags.DEFINE_integer(
         "top_k", 5, "Old classes listed per new class.", lower_bound=1, flag_values=fv
     )
-    flags.DEFINE_string(
-        "class_names_file",
-        None,
-        "Names of the new classes, one per line (None: the run's report names, else ids).",
-        flag_values=fv,
+    cli.define_class_names_flag(
+        fv, "class_names", "the new classes", "the run's report, else its data's; else ids"
+    )
+    flags.DEFINE_alias("class_names_file", "class_names", flag_values=fv)  # its old name
+    cli.define_class_names_flag(
+        fv,
+        "source_class_names",
+        "the old (source) classes",
+        "the source run's data's, ImageNet's for 1000 classes; else ids",
     )
     flags.DEFINE_string(
-        "output_dir", None, "Also write the JSON and text report here.", flag_values=fv
+        "output_dir",
+        None,
+        f"Also write the report here ({JSON_FILE}, {TEXT_FILE} and the heat map {PICTURE_FILE}).",
+        flag_values=fv,
     )
     flags.mark_flag_as_required("model", flag_values=fv)
     flags.register_validator(
@@ -157,7 +235,8 @@ def _run_new_names(path):
 class AffinityConfig:
     model: str
     top_k: int = 5
-    class_names_file: Optional[str] = None
+    class_names: Optional[str] = None  # names files
+    source_class_names: Optional[str] = None
     output_dir: Optional[str] = None
 
 
@@ -168,18 +247,22 @@ def config_from_flags(fv):
 def run(config):
     """The report of the model a config names (also written to `output_dir` if set)."""
     generator = model_io.load_generator(config.model)
-    if config.class_names_file:
-        new_names = serving.read_class_names(config.class_names_file, generator.num_classes)
-    else:
-        new_names = _run_new_names(config.model)
-    report = class_affinity(generator, config.top_k, old_class_names(generator), new_names)
+    new_names = class_names.resolve(
+        config.class_names, generator.num_classes, _run_new_names(config.model), config.model
+    )
+    source = (model_io.recorded_config(config.model) or {}).get("source")
+    old_names = old_class_names(generator.num_source_classes, source, config.source_class_names)
+    report = class_affinity(generator, config.top_k, old_names, new_names)
     if config.output_dir:
         write_report(report, config.output_dir)
     return report
 
 
 def main(fv):
-    print(format_affinity(run(config_from_flags(fv))), end="")
+    config = config_from_flags(fv)
+    print(format_affinity(run(config)), end="")
+    if config.output_dir:
+        print(f"Wrote {os.path.join(config.output_dir, PICTURE_FILE)} and the JSON and text report")
 
 
 if __name__ == "__main__":

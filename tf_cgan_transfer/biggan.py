@@ -12,6 +12,7 @@ import tensorflow as tf
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import layers
 from tf_cgan_transfer import miner as miner_lib
+from tf_cgan_transfer import progress
 
 # Generator channel multipliers, from the input of block 0 to the output of the last
 # block; every block doubles the resolution, starting from 4x4.
@@ -385,7 +386,7 @@ def accumulate_standing_stats(
         cache[batch_size] = step
     seed = tf.constant(seed, tf.int64)
     truncation = tf.constant(truncation, tf.float32)
-    for i in range(num_batches):
+    for i in progress.track(range(num_batches), "standing statistics", unit="batches"):
         cache[batch_size](seed, tf.constant(i, tf.int64), truncation)
     return generator
 

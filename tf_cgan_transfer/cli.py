@@ -18,6 +18,7 @@ import sys
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from tf_cgan_transfer import data
 from tf_cgan_transfer import errors
@@ -61,6 +62,30 @@ def valid_class_ids(value):
     except ValueError:
         return False
     return all(i >= 0 for i in ids) and len(set(ids)) == len(ids)
+
+
+def define_class_names_flag(fv, name, of, fallback):
+    """A flag naming a class names file (`class_names.read_file`), checked to exist.
+
+    Args:
+      fv: the `flags.FlagValues` to define it on.
+      name: the flag's name ("class_names", "source_class_names").
+      of: whose names, in the help text ("the new classes").
+      fallback: where the names come from without it, in the help text.
+    """
+    flags.DEFINE_string(
+        name,
+        None,
+        f"Names of {of} for sample sheets and reports: a text file, one name per line, "
+        f"line i naming class i (None: {fallback}).",
+        flag_values=fv,
+    )
+    flags.register_validator(
+        name,
+        lambda path: path is None or tf.io.gfile.exists(path),
+        f"--{name} must be an existing text file (one class name per line).",
+        flag_values=fv,
+    )
 
 
 def define_data_flags(fv, split, what):

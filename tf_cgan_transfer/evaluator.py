@@ -21,11 +21,11 @@ import tensorflow as tf
 from tf_cgan_transfer import activations as activations_lib
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import classifier as classifier_lib
+from tf_cgan_transfer import progress as progress_lib
 from tf_cgan_transfer import real_data
 from tf_cgan_transfer import scoring
 from tf_cgan_transfer.real_data import EvaluationError
 
-_LOG_EVERY_BATCHES = 10
 # The memorisation score compares every generated image with every training image;
 # beyond this many training images it uses the first ones (and says so).
 MAX_TRAINING_IMAGES = 50_000
@@ -354,19 +354,13 @@ class Evaluator:
         labels[n:] = 0
         generate_and_classify = self._generation_function(generator, adapter)
         parts = []
-        start = time.time()
+        progress = progress_lib.Progress("classifying generated images", n, "images")
         for i in range(num_batches):
             rows = slice(i * batch, (i + 1) * batch)
             pool, logits, pixels = generate_and_classify(z[rows], labels[rows])
             parts.append((pool.numpy(), logits.numpy(), labels[rows], pixels.numpy()))
-            if (i + 1) % _LOG_EVERY_BATCHES == 0 or i + 1 == num_batches:
-                done = min(n, (i + 1) * batch)
-                logging.info(
-                    "Generated images: %d/%d classified (%.1f images/s)",
-                    done,
-                    n,
-                    done / (time.time() - start),
-                )
+            progress.update(min(batch, n - i * batch))
+        progress.close()
         generated = activations_lib.concatenate(parts)
         return generated.select(np.arange(len(generated)) < n)
 

@@ -8,22 +8,26 @@ Writes to --output_dir: `generator_config.json` + `models.*` (`model_io.save_mod
 read back with `model_io.restore_models` or `model_io.load_generator`),
 `import_report.json` (keys loaded and ignored) and `samples.png` (`sampling.sheet`: one
 row per class id, latent i of the sheet `biggan.sample_z(1, dim_z, truncation, seed + i)`,
-as the trainer's sample sheets and an export's `sample` signature draw them).
+as the trainer's sample sheets and an export's `sample` signature draw them). Its rows
+are named at their left with --class_names (line k naming class k), else ImageNet's
+names for a 1000-class module (the WordNet ids TFDS ships), else not at all.
 """
 
 import dataclasses
 import os
+from typing import Optional
 
 from absl import flags
 from absl import logging
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import class_names as class_names_lib
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import hub_import
 from tf_cgan_transfer import images
 from tf_cgan_transfer import model_io
-from tf_cgan_transfer import sampling
+from tf_cgan_transfer import sheets
 
 IMPORT_REPORT_FILE = "import_report.json"
 SAMPLES_FILE = "samples.png"
@@ -41,6 +45,7 @@ class ConvertConfig:
     truncation: float = 1.0
     standing_stats_batches: int = 0
     seed: int = 0
+    class_names: Optional[str] = None  # a names file: line k names class k
 
 
 def convert(config):
@@ -52,6 +57,7 @@ def convert(config):
     Raises:
       hub_import.HubImportError: the output directory already holds a generator (without
         `overwrite`), the module cannot be imported, or a class id is out of range.
+      class_names.ClassNamesError: `class_names` does not name the module's classes.
     """
     config_path = os.path.join(config.output_dir, model_io.GENERATOR_CONFIG_FILE)
     if tf.io.gfile.exists(config_path) and not config.overwrite:
@@ -65,6 +71,7 @@ def convert(config):
         raise hub_import.HubImportError(
             f"--class_ids {bad} out of range: the module has {generator.num_classes} classes."
         )
+    names = class_names_lib.resolve(config.class_names, generator.num_classes)
     logging.info("Imported %s: %s", report.module_path, report.config)
     if config.standing_stats_batches:
         biggan.accumulate_standing_stats(
@@ -85,15 +92,16 @@ def convert(config):
         os.path.join(config.output_dir, IMPORT_REPORT_FILE), dataclasses.asdict(report)
     )
     if config.samples_per_class and config.class_ids:
-        pictures = sampling.sheet(
+        sheet = sheets.sample_sheet(
             generator,
             config.class_ids,
             config.samples_per_class,
+            names,
             truncation=config.truncation,
             seed=config.seed,
         )
         path = os.path.join(config.output_dir, SAMPLES_FILE)
-        images.write_png(path, images.make_grid(pictures, rows=len(config.class_ids)))
+        images.write_png(path, sheet)
         logging.info("Wrote %s", path)
     return report
 
@@ -149,6 +157,12 @@ def define_flags(fv):
     )
     flags.DEFINE_integer(
         "seed", 0, "Seed of the first sample latent; latent i uses seed + i.", **kw
+    )
+    cli.define_class_names_flag(
+        fv,
+        "class_names",
+        "the module's classes",
+        "ImageNet's WordNet ids for a 1000-class module; else unlabelled rows",
     )
     flags.mark_flags_as_required(["module", "output_dir"], **kw)
     flags.register_validator(

@@ -184,23 +184,31 @@ def generator_config(path):
     return None
 
 
-def training_data_of(path):
-    """The `data` of the `TrainConfig` recorded by the run `path` belongs to, or None.
+def recorded_config(path):
+    """The `TrainConfig` JSON dict recorded by the run `path` belongs to, or None.
 
     `path` is a run directory or one of its models directories (`best/`, `models/`,
-    `models_ema/`); the run's `config.json` holds what it was trained on. Returns the
-    JSON dict (`data.DataConfig`'s fields).
+    `models_ema/`): the run's `config.json` holds what it was trained with.
     """
-    if not path or _is_url(path):
+    if not isinstance(path, str) or not path or _is_url(path):
         return None
     path = path.rstrip("/")
     for root in (path, os.path.dirname(path)):
         config_file = RunLayout(root).config_file
         if tf.io.gfile.exists(config_file):
             with tf.io.gfile.GFile(config_file) as f:
-                recorded = json.load(f).get("data")
+                recorded = json.load(f)
             return recorded if isinstance(recorded, dict) else None
     return None
+
+
+def training_data_of(path):
+    """The `data` of the `TrainConfig` recorded by the run `path` belongs to, or None.
+
+    As `recorded_config`; returns the JSON dict of `data.DataConfig`'s fields.
+    """
+    recorded = (recorded_config(path) or {}).get("data")
+    return recorded if isinstance(recorded, dict) else None
 
 
 def load_models(path):

@@ -13,6 +13,10 @@ Modes (rows are separated by 2 black pixels, as `images.make_grid`):
 * `interpolate_class` (model directories only): exactly two --classes; one row per
   latent (--samples_per_class rows), --steps columns mixing the two one-hot labels.
 
+Rows of classes are named at their left (`sheets.labelled_grid`; --nolabel_rows for the
+plain grid) with --class_names, else the names the model's run recorded (its data's
+label or folder names; ImageNet's for 1000 classes) or the export's class names.
+
 --model draws with `sampling` (what the trainer's sample sheets use); --export calls the
 export's `sample` signature. Latent i is `biggan.sample_z(1, dim_z, truncation, seed + i)`
 in both (`sampling.seeded_latents`), so `--model` and `--export` sheets of the same
@@ -29,11 +33,13 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import class_names as class_names_lib
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import images
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sampling
+from tf_cgan_transfer import sheets
 
 MODES = ("sheet", "interpolate_z", "interpolate_class")
 
@@ -58,6 +64,8 @@ class SampleConfig:
     seed: int = 0
     standing_stats_batches: int = 0
     batch_size: int = 32
+    class_names: Optional[str] = None  # a names file
+    label_rows: bool = True
 
 
 # ---- Exports -------------------------------------------------------------------------
@@ -117,6 +125,16 @@ def sample_export(module, config):
     return result, len(labels)
 
 
+def _export_names(module, config):
+    """--class_names (as many as the export has), else the export's own names asset."""
+    asset = getattr(module, "class_names", None)  # `serving.ServingModule`'s
+    if asset is None:
+        return None
+    with tf.io.gfile.GFile(asset.asset_path.numpy().decode()) as f:
+        names = f.read().splitlines()
+    return class_names_lib.resolve(config.class_names, len(names), names)
+
+
 # ---- Model directories ---------------------------------------------------------------
 
 
@@ -168,9 +186,16 @@ def run(config):
             raise SampleError(f"--mode={config.mode} needs --model; exports only draw sheets.")
         module = tf.saved_model.load(config.export)
         pictures, rows = sample_export(module, config)
+        names = _export_names(module, config) if config.label_rows else None
+        labels = _export_labels(module, config.classes) if names else None
     else:
         generator = model_io.load_generator(config.model)  # models dir or training run
         labels = _model_labels(generator, config.classes)
+        names = None
+        if config.label_rows and config.mode != "interpolate_class":  # rows are latents there
+            names = class_names_lib.resolve(
+                config.class_names, generator.num_classes, path=config.model
+            )
         if config.standing_stats_batches:
             biggan.accumulate_standing_stats(
                 generator,
@@ -180,7 +205,7 @@ def run(config):
                 config.seed,
             )
         pictures, rows = _draw_from_model(generator, config, labels)
-    grid = images.make_grid(pictures, rows=rows)
+    grid = sheets.labelled_grid(pictures, rows, names and [names[c] for c in labels])
     images.write_png(config.output, grid)
     return tuple(grid.shape)
 
@@ -231,6 +256,21 @@ def define_flags(fv):
     )
     flags.DEFINE_integer("seed", 0, "Seed of the first latent; latent i uses seed + i.", **kw)
     flags.DEFINE_integer("batch_size", 32, "Images per generator call.", lower_bound=1, **kw)
+    # Row labels.
+    cli.define_class_names_flag(
+        fv,
+        "class_names",
+        "the model's classes",
+        "the names the model's run recorded, ImageNet's for 1000 classes, or the export's; "
+        "else unlabelled rows",
+    )
+    flags.DEFINE_bool(
+        "label_rows",
+        True,
+        "Name each row's class at its left, when the names are known (not for "
+        "interpolate_class, whose rows are latents).",
+        **kw,
+    )
     # Output.
     flags.DEFINE_string("output", None, "PNG file to write.", **kw)
 

@@ -6,7 +6,8 @@ Every flag is validated before any work, so a bad flagfile fails at once. The ru
 under --model_dir (`model_io.RunLayout`): `ckpt/`, `samples/*.png`, TensorBoard events,
 `flags.txt` (the resolved flags, reusable as a flagfile), `config.json`, and at the end
 `models/` (G and D; a kp_bn or minegan 'ft' stage resumes from it), `models_ema/` and,
-for kp_bn, `class_affinity.{json,txt}`. Flags after --flagfile override it.
+for kp_bn, `class_affinity.{json,txt,png}`. Sample sheets name their rows after the
+classes (--class_names, else the data's names). Flags after --flagfile override it.
 """
 
 import dataclasses
@@ -97,6 +98,15 @@ def define_flags(fv):
     )
     # ---- Data ---------------------------------------------------------------------------
     cli.define_data_flags(fv, "train", "Training data")
+    cli.define_class_names_flag(
+        fv, "class_names", "the new classes", "the data set's label names or folder names"
+    )
+    cli.define_class_names_flag(
+        fv,
+        "source_class_names",
+        "the source's classes (the class-affinity report)",
+        "the source run's data's, ImageNet's for a TF-Hub BigGAN; else class ids",
+    )
     flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=fv)
     flags.DEFINE_integer("shuffle_buffer", 10_000, "Shuffle buffer (examples).", flag_values=fv)
     flags.DEFINE_integer(

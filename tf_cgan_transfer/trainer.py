@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import affinity
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import class_names
 from tf_cgan_transfer import data
 from tf_cgan_transfer import distribute
 from tf_cgan_transfer import errors
@@ -26,7 +27,7 @@ from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
-from tf_cgan_transfer import sampling
+from tf_cgan_transfer import sheets
 from tf_cgan_transfer import train_step
 from tf_cgan_transfer import transfer
 
@@ -110,6 +111,9 @@ class TrainConfig:
     # The classifier's index of each new class (class accuracy of generated images);
     # None: the classifier does not know the new classes.
     classifier_classes: Optional[Tuple[int, ...]] = None
+    # Names files of the new and old classes; None: the data's and the source's names.
+    class_names: Optional[str] = None
+    source_class_names: Optional[str] = None
 
     def transfer_config(self, num_new_classes):
         """The `transfer.TransferConfig` of this run for the data's class count."""
@@ -159,6 +163,8 @@ class Trainer:
             self.plan = data.validate(plan or config.data)
             num_classes = self.plan.num_classes
         self.num_classes = num_classes
+        known = self.plan.class_names if self.plan is not None else None
+        self.class_names = class_names.resolve(config.class_names, num_classes, known)
         replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % replicas:
             raise TrainingError(
@@ -355,7 +361,7 @@ class Trainer:
             self._after_step(step, metrics_, input_wait, writer)
         if self.manager.latest_checkpoint != self.output.checkpoint_path(step):
             self.manager.save(checkpoint_number=step)
-        self.save_final_models()
+        self.save_final_models(writer)
         writer.flush()
         return metrics_
 
@@ -414,11 +420,9 @@ class Trainer:
             return None
         generator = self.sampling_generator()
         self._standing_stats(generator)
-        rows = min(self.num_classes, MAX_SAMPLE_ROWS)
-        pictures = sampling.sheet(
-            generator, range(rows), cfg.samples_per_class, seed=cfg.seed + SAMPLE_SEED_OFFSET
-        )
-        sheet = images.make_grid(pictures, rows=rows)
+        rows, names = min(self.num_classes, MAX_SAMPLE_ROWS), self.class_names
+        seed = cfg.seed + SAMPLE_SEED_OFFSET
+        sheet = sheets.sample_sheet(generator, range(rows), cfg.samples_per_class, names, seed=seed)
         path = self.layout.sample_file(step)
         images.write_png(path, sheet)
         if writer is not None:
@@ -426,19 +430,15 @@ class Trainer:
                 tf.summary.image("train/samples", sheet[None])
         return path
 
-    def save_final_models(self):
+    def save_final_models(self, writer=None):
         """`models/` (G and D as trained; a kp_bn or minegan 'ft' stage resumes from it),
         with EMA `models_ema/` (the EMA generator, what sampling and export use), and for
-        kp_bn the class-affinity report (other methods learn no mixtures A). Non-chief
-        workers write theirs to their scratch directory."""
+        kp_bn the class-affinity report and heat map, also in TensorBoard (other methods
+        learn no mixtures A). Non-chief workers write theirs to their scratch directory."""
         out = self.output
         model_io.save_models(out.models_dir, self.generator, self.discriminator)
         if self.ema_generator is not None:
             model_io.save_models(out.ema_models_dir, self.ema_generator)
         if self.generator.conditioning == "kp_bn":
-            generator = self.sampling_generator()
-            new_names = self.plan.class_names if self.plan is not None else None
-            report = affinity.class_affinity(
-                generator, old_names=affinity.old_class_names(generator), new_names=new_names
-            )
-            affinity.write_report(report, out.root)
+            args = (self.sampling_generator(), out.root, self.class_names, self.config.source)
+            affinity.write_run_report(*args, self.config.source_class_names, writer, self.step)
