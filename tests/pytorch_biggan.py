@@ -228,3 +228,20 @@ def discriminate(state, x, y, downsample):
     f = torch.sum(F.relu(h), [2, 3])
     out = F.linear(f, sn_weight(s, "linear"), s["linear.bias"])[:, 0]
     return (out + torch.sum(sn_weight(s, "embed")[y] * f, 1)).numpy()
+
+
+def write_weights_dir(directory, num_classes=5, seed=0, legacy=True):
+    """A tiny 32-px run's `G.pth`, `G_ema.pth` and `D.pth` (ch 2, no attention, dim_z 8).
+
+    Returns `{stem: state_dict}`.
+    """
+    g_shapes = g_layout(32, 2, num_classes, shared_dim=4, z_chunk=2, attention_block=None)
+    d_shapes = d_layout(32, 2, num_classes, attention_block=None)
+    states = {
+        "G": random_state(g_shapes, seed),
+        "G_ema": random_state(g_shapes, seed + 1),
+        "D": random_state(d_shapes, seed + 2),
+    }
+    for stem, state in states.items():
+        write(state, os.path.join(directory, f"{stem}.pth"), legacy=legacy)
+    return states

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests import distribution
 from tests import fake_inception
 from tests import model_fixtures
+from tests import pytorch_biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import data_sources
 from tf_cgan_transfer import classifier as classifier_lib
@@ -58,14 +59,18 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         grad_accumulation,
         prepare=None,
         eager_reference=False,
+        source=None,
         **overrides,
     ):
         """Runs the step both ways and compares; `prepare(trainer)` may first change the
         single-device trainer's weights (the mirrored one copies them). With
         `eager_reference` the single-device step runs eagerly (the same Python step
-        function, without its ~30 s trace); the 2-replica step is always the traced one."""
-        source_dir = self.create_tempdir().full_path
-        model_fixtures.make_source(source_dir, shared=True, with_d=True)
+        function, without its ~30 s trace); the 2-replica step is always the traced one.
+        `source`: the pretrained source (None: `model_fixtures.make_source`'s)."""
+        source_dir = source
+        if source_dir is None:
+            source_dir = self.create_tempdir().full_path
+            model_fixtures.make_source(source_dir, shared=True, with_d=True)
         data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
         # Adam with a large epsilon behaves like SGD: its first step divides the gradient
         # by its own magnitude, which would turn float noise in near-zero gradients
@@ -157,6 +162,14 @@ class DistributionEquivalenceTest(tf.test.TestCase):
 
         metrics = self._run("minegan", 1, 1, prepare=trained_miner, eager_reference=True)
         self.assertEqual((metrics["l1"], metrics["l2"]), (0.0, 0.0))  # no A, no R
+
+    def test_finetune_step_from_a_biggan_pytorch_source(self):
+        # G and the D body from BigGAN-PyTorch G.pth / D.pth (legacy container; which
+        # weights reach the models is transfer_test's), with the author's SN and BN
+        # conventions, through the cross-replica machinery.
+        source = self.create_tempdir().full_path
+        pytorch_biggan.write_weights_dir(source, num_classes=model_fixtures.OLD_CLASSES)
+        self._run("finetune", 1, 1, eager_reference=True, source=source)
 
 
 class PoisonedTrainer(trainer.Trainer):
