@@ -144,8 +144,13 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         # global draws; LeCam's averages are updated from the cross-replica means,
         # between the two D updates too. (Which variables a method trains is
         # FrozenVariablesTest's; the cross-replica machinery is the same for every method.)
+        # The source is the paper's kind: BigGAN-PyTorch G.pth and D.pth (legacy
+        # container), so G and the D body carry the author's SN and BN conventions
+        # through the step (which weights reach the models is transfer_test's).
+        source = self.create_tempdir().full_path
+        pytorch_biggan.write_weights_dir(source, num_classes=model_fixtures.OLD_CLASSES)
         metrics = self._run(
-            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, **AIDS
+            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, source=source, **AIDS
         )
         self.assertGreater(metrics["l1"], 0.0)
         self.assertGreater(metrics["lecam"], 0.0)
@@ -162,14 +167,6 @@ class DistributionEquivalenceTest(tf.test.TestCase):
 
         metrics = self._run("minegan", 1, 1, prepare=trained_miner, eager_reference=True)
         self.assertEqual((metrics["l1"], metrics["l2"]), (0.0, 0.0))  # no A, no R
-
-    def test_finetune_step_from_a_biggan_pytorch_source(self):
-        # G and the D body from BigGAN-PyTorch G.pth / D.pth (legacy container; which
-        # weights reach the models is transfer_test's), with the author's SN and BN
-        # conventions, through the cross-replica machinery.
-        source = self.create_tempdir().full_path
-        pytorch_biggan.write_weights_dir(source, num_classes=model_fixtures.OLD_CLASSES)
-        self._run("finetune", 1, 1, eager_reference=True, source=source)
 
 
 class PoisonedTrainer(trainer.Trainer):
