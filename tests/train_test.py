@@ -101,7 +101,9 @@ class FlagfileTest(tf.test.TestCase):
     def test_biggan_pytorch_source(self):
         weights = self.create_tempdir().full_path
         pytorch_biggan.write_weights_dir(weights)
-        fv = parse("--flagfile=configs/flowers.flags", f"--source={weights}", "--source_ema")
+        fv = parse(
+            "--model_dir=/tmp/x", "--dataset=cifar100", f"--source={weights}", "--source_ema"
+        )
         config = train.config_from_flags(fv)
         self.assertTrue(config.source_ema)
         self.assertEqual(config.data.resolution, 32)  # read from G.pth's shapes
