@@ -20,7 +20,7 @@ from tf_cgan_transfer import pytorch_import
 from tf_cgan_transfer.pytorch_checkpoint import PytorchImportError
 
 # Parity bound of G's images and D's logits (float32 against the float64 reference;
-# measured: ~1e-6). Every importer bug below moves the outputs further.
+# measured: G 1.3e-6, D 9e-7). Every importer bug below moves them by more than 3x it.
 TOLERANCE = 1e-5
 # The miniature: 64 px (the resolution where the author's D table differs from ours),
 # G attention after its last block (64x64), D attention after block 0 (32x32).
@@ -202,7 +202,7 @@ class ParityTest(_Fixture, parameterized.TestCase):
             if touches_d:
                 pytorch_import.import_state_dict(self.d, self.states["D"])
         g_error, d_error = self.errors(self.g, self.d if touches_d else None)
-        self.assertGreater(max(g_error, d_error), 10 * TOLERANCE)
+        self.assertGreater(max(g_error, d_error), 3 * TOLERANCE)
 
     @parameterized.named_parameters(*((name, *bugs) for name, bugs in _CONVENTION_BUGS.items()))
     def test_convention_bug_fails_parity(self, g_bug, d_bug):
@@ -211,10 +211,10 @@ class ParityTest(_Fixture, parameterized.TestCase):
         ):
             if g_bug:
                 g, _ = pytorch_import.generator_from_state_dict(self.states["G"])
-                self.assertGreater(self.g_error(g), TOLERANCE)
+                self.assertGreater(self.g_error(g), 3 * TOLERANCE)
             if d_bug:
                 d, _ = pytorch_import.discriminator_from_state_dict(self.states["D"])
-                self.assertGreater(self.d_error(d), TOLERANCE)
+                self.assertGreater(self.d_error(d), 3 * TOLERANCE)
 
 
 class FilesAndErrorsTest(_Fixture):

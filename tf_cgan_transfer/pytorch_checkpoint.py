@@ -95,17 +95,16 @@ def find_files(path, ema=False, suffix=None):
     if suffix is None:
         with_g = sorted(s for s, stems in found.items() if stem in stems)
         suffix = "" if "" in with_g else (with_g[0] if len(with_g) == 1 else None)
+    name = lambda s: s + (f"_{suffix}" if suffix else "") + EXTENSION
     if suffix is None or stem not in found.get(suffix, ()):
         listing = ", ".join(
             f"{s or '(no suffix)'}: {'/'.join(sorted(stems))}" for s, stems in sorted(found.items())
         )
-        wanted = f"{stem}{'_' + suffix if suffix else ''}{EXTENSION}"
+        wanted = f"{stem}[_suffix]{EXTENSION}" if suffix is None else name(stem)
         raise PytorchImportError(
-            f"{path} has no single {wanted if suffix is not None else stem + '[_suffix].pth'} "
-            f"to read (weight files found: {listing or 'none'}); pass the suffix "
-            "(e.g. copy0, best1) or the file itself."
+            f"{path} has no single {wanted} to read (weight files found: {listing or 'none'}); "
+            "pass the suffix (copy0, best1, ...) or the file itself."
         )
-    name = lambda s: s + (f"_{suffix}" if suffix else "") + EXTENSION
     d_file = os.path.join(path, name("D")) if "D" in found[suffix] else None
     return WeightFiles(os.path.join(path, name(stem)), d_file)
 
