@@ -5,6 +5,7 @@ import tensorflow as tf
 from tests.model_fixtures import tiny_generator
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import layers
 
 
 class ParameterCountTest(tf.test.TestCase):
@@ -118,6 +119,24 @@ class GeneratorSerializationTest(tf.test.TestCase):
         g = tiny_generator(128)
         clone = biggan.Generator.from_config(g.get_config())
         self.assertEqual(clone.get_config(), g.get_config())
+
+    def test_source_conventions_reach_every_layer_and_survive_the_config(self):
+        g = tiny_generator(
+            32,
+            attention_resolution=16,
+            bn_epsilon=1e-5,
+            final_bn_epsilon=1e-5,
+            sn_epsilon=1e-6,
+            sn_norm_style="clamp",
+        ).build_weights()
+        sn = [m for m in g.submodules if isinstance(m, layers._SpectralNormLayer)]
+        self.assertGreater(len(sn), 10)
+        self.assertEqual({(m.epsilon, m.norm_style) for m in sn}, {(1e-6, "clamp")})
+        self.assertEqual({bn.epsilon for bn in g.standing_batch_norms()}, {1e-5})
+        clone = biggan.Generator.from_config(g.get_config()).build_weights()
+        clone.set_weights(g.get_weights())
+        z, y = biggan.sample_z(2, g.dim_z, seed=3), tf.constant([1, 0])
+        self.assertAllEqual(clone((z, y)), g((z, y)))
 
 
 if __name__ == "__main__":

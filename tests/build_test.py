@@ -29,6 +29,7 @@ THIRD_PARTY = {
     "tensorflow_hub": "tensorflow-hub",
     "tensorflow_probability": "tensorflow-probability",
     "tensorflow_serving": "tensorflow-serving-api",
+    "torch": "torch",
 }
 PROJECT_PACKAGES = ("tf_cgan_transfer", "tests", "benchmarks")
 

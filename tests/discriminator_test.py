@@ -38,6 +38,31 @@ class DiscriminatorTest(tf.test.TestCase):
         self.assertEqual(d.attention_index, 0)  # at 64x64, after the first block
         self.assertIsInstance(d.attention, layers.SelfAttention)
 
+    def test_source_conventions_are_configuration(self):
+        # BigGAN-PyTorch's 64-px table, clamp-style SN and the embedding's u over classes.
+        d = discriminator_lib.Discriminator(
+            64,
+            ch=8,
+            num_classes=3,
+            attention_resolution=0,
+            sn_epsilon=1e-6,
+            sn_norm_style="clamp",
+            embedding_u_side="input",
+            channel_multipliers=(1, 2, 4, 8, 16),
+        ).build_weights()
+        self.assertEqual([b.out_channels for b in d.blocks], [8, 16, 32, 64, 128])
+        self.assertEqual(d.embedding.u.shape, [1, 3])
+        self.assertEqual(d.blocks[2].conv1.norm_style, "clamp")
+        self.assertEqual(d.blocks[2].conv1.epsilon, 1e-6)
+        clone = discriminator_lib.Discriminator.from_config(d.get_config()).build_weights()
+        self.assertEqual(clone.get_config(), d.get_config())
+        clone.set_weights(d.get_weights())
+        x = tf.random.stateless_uniform([2, 64, 64, 3], [3, 4], -1, 1)
+        y = tf.constant([2, 0])
+        self.assertAllEqual(clone((x, y)), d((x, y)))
+        with self.assertRaisesRegex(ValueError, "needs 5 entries"):
+            discriminator_lib.Discriminator(64, channel_multipliers=(1, 2))
+
 
 if __name__ == "__main__":
     tf.test.main()

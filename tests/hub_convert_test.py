@@ -91,7 +91,7 @@ class HubConvertCliTest(tf.test.TestCase):
         out = self.create_tempdir().full_path
         result = self._run(f"--module={module_dir}", f"--output_dir={out}", "--class_ids=1,5")
         self.assertEqual(result.returncode, 2, result.stderr)
-        self.assertIn("--class_ids [5] out of range: the module has 3 classes", result.stderr)
+        self.assertIn("--class_ids [5] out of range: the model has 3 classes", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
         self.assertFalse(os.path.exists(os.path.join(out, "generator_config.json")))
 

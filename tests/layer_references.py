@@ -5,13 +5,19 @@ import numpy as np
 EPS = 1e-4
 
 
-def np_spectral_normalize(w, u, eps=EPS):
-    """docs/tfhub_layout.md §4 in float64 NumPy: one power iteration from u."""
+def np_spectral_normalize(w, u, eps=EPS, style="rsqrt"):
+    """docs/tfhub_layout.md §4 in float64 NumPy: one power iteration from u.
+
+    style "rsqrt" scales by 1/sqrt(|x|^2 + eps) (the hub), "clamp" by 1/max(|x|, eps)
+    (BigGAN-PyTorch's F.normalize).
+    """
+    unit = {
+        "rsqrt": lambda x: x / np.sqrt(np.sum(x**2) + eps),
+        "clamp": lambda x: x / max(np.sqrt(np.sum(x**2)), eps),
+    }[style]
     m = w.reshape(-1, w.shape[-1]).astype(np.float64)
-    v = u.astype(np.float64) @ m.T
-    v = v / np.sqrt(np.sum(v**2) + eps)
-    u_new = v @ m
-    u_new = u_new / np.sqrt(np.sum(u_new**2) + eps)
+    v = unit(u.astype(np.float64) @ m.T)
+    u_new = unit(v @ m)
     sigma = ((v @ m) @ u_new.T).item()
     return w / sigma, u_new, sigma
 

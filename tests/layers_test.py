@@ -32,6 +32,27 @@ class SpectralNormTest(tf.test.TestCase):
         self.assertAllClose(sigma, np_spectral_normalize(w, u)[2], rtol=1e-5)
         self.assertNotAllClose(sigma, np.linalg.svd(w, compute_uv=False)[0], rtol=1e-2)
 
+    def test_clamp_style_divides_by_the_floored_norm(self):
+        # Tiny vectors make the styles differ: clamp is x / max(|x|, eps) with eps a norm.
+        rng = np.random.default_rng(11)
+        w = (1e-4 * rng.normal(size=[6, 4])).astype(np.float32)
+        u = rng.normal(size=[1, 4]).astype(np.float32)
+        eps = 1e-3
+        w_sn, u_new, sigma = layers.spectral_normalize(w, u, eps, "clamp")
+        ref_w, ref_u, ref_sigma = np_spectral_normalize(w, u, eps, "clamp")
+        self.assertAllClose(sigma, ref_sigma, rtol=1e-5)
+        self.assertAllClose(u_new, ref_u, rtol=1e-5, atol=1e-7)
+        self.assertNotAllClose(sigma, np_spectral_normalize(w, u, eps)[2], rtol=1e-2)
+        # Far above the floor both styles agree (eps_rsqrt = eps_clamp^2).
+        w = rng.normal(size=[6, 4]).astype(np.float32)
+        self.assertAllClose(
+            layers.spectral_normalize(w, u, 1e-6, "clamp")[2],
+            layers.spectral_normalize(w, u, 1e-12)[2],
+            rtol=1e-6,
+        )
+        with self.assertRaisesRegex(ValueError, "Unknown spectral-norm style"):
+            layers.SNDense(3, norm_style="l2")
+
     def test_training_calls_converge_to_top_singular_value(self):
         rng = np.random.default_rng(2)
         layer = layers.SNDense(5, use_bias=False)
@@ -79,6 +100,22 @@ class SNDenseTest(tf.test.TestCase):
             self.assertAllClose(
                 tape.gradient(got, layer.kernel), tape.gradient(expected, layer.kernel), atol=1e-5
             )
+
+    def test_u_on_the_input_side_iterates_on_the_transposed_kernel(self):
+        rng = np.random.default_rng(12)
+        layer = layers.SNDense(3, use_bias=False, u_side="input", norm_style="clamp", epsilon=1e-6)
+        x = rng.normal(size=[2, 5]).astype(np.float32)
+        layer(x)
+        self.assertEqual(layer.u.shape, [1, 5])
+        w, u = layer.kernel.numpy(), layer.u.numpy()
+        ref_wt, ref_u, _ = np_spectral_normalize(w.T, u, 1e-6, "clamp")
+        self.assertAllClose(layer(x), x @ ref_wt.T, atol=1e-5)
+        self.assertAllEqual(layer.u, u)
+        layer(x, training=True)
+        self.assertAllClose(layer.u, ref_u, atol=1e-6)
+        assert_config_round_trip(self, layer, x)
+        with self.assertRaisesRegex(ValueError, "Unknown u_side"):
+            layers.SNDense(3, u_side="classes")
 
 
 class SNConv2DTest(tf.test.TestCase):

@@ -11,6 +11,7 @@ from absl import flags
 import tensorflow as tf
 
 from tests import model_fixtures
+from tests import pytorch_biggan
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import train
 
@@ -95,6 +96,24 @@ class FlagfileTest(tf.test.TestCase):
             train.config_from_flags(fv)
         fv = parse("--flagfile=configs/flowers.flags", "--method=finetune")
         with self.assertRaisesRegex(Exception, "Method 'finetune' has no stage 'bn'"):
+            train.config_from_flags(fv)
+
+    def test_biggan_pytorch_source(self):
+        weights = self.create_tempdir().full_path
+        pytorch_biggan.write_weights_dir(weights)
+        fv = parse(
+            "--model_dir=/tmp/x", "--dataset=cifar100", f"--source={weights}", "--source_ema"
+        )
+        config = train.config_from_flags(fv)
+        self.assertTrue(config.source_ema)
+        self.assertEqual(config.data.resolution, 32)  # read from G.pth's shapes
+        self.assertFalse(
+            train.config_from_flags(parse("--flagfile=configs/flowers.flags")).source_ema
+        )
+        fv = parse("--flagfile=configs/flowers.flags", "--source_ema")  # a TF-Hub source
+        with self.assertRaisesRegex(
+            Exception, "--source_ema chooses G_ema.pth of a BigGAN-PyTorch"
+        ):
             train.config_from_flags(fv)
 
     def test_limited_data_flags(self):

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests import distribution
 from tests import fake_inception
 from tests import model_fixtures
+from tests import pytorch_biggan
 from tf_cgan_transfer import affinity
 from tf_cgan_transfer import class_names
 from tf_cgan_transfer import data
@@ -62,14 +63,18 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         grad_accumulation,
         prepare=None,
         eager_reference=False,
+        source=None,
         **overrides,
     ):
         """Runs the step both ways and compares; `prepare(trainer)` may first change the
         single-device trainer's weights (the mirrored one copies them). With
         `eager_reference` the single-device step runs eagerly (the same Python step
-        function, without its ~30 s trace); the 2-replica step is always the traced one."""
-        source_dir = self.create_tempdir().full_path
-        model_fixtures.make_source(source_dir, shared=True, with_d=True)
+        function, without its ~30 s trace); the 2-replica step is always the traced one.
+        `source`: the pretrained source (None: `model_fixtures.make_source`'s)."""
+        source_dir = source
+        if source_dir is None:
+            source_dir = self.create_tempdir().full_path
+            model_fixtures.make_source(source_dir, shared=True, with_d=True)
         data_config = data.DataConfig(dataset="folder", image_folder="unused", resolution=32)
         # Adam with a large epsilon behaves like SGD: its first step divides the gradient
         # by its own magnitude, which would turn float noise in near-zero gradients
@@ -143,8 +148,13 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         # global draws; LeCam's averages are updated from the cross-replica means,
         # between the two D updates too. (Which variables a method trains is
         # FrozenVariablesTest's; the cross-replica machinery is the same for every method.)
+        # The source is the paper's kind: BigGAN-PyTorch G.pth and D.pth (legacy
+        # container), so G and the D body carry the author's SN and BN conventions
+        # through the step (which weights reach the models is transfer_test's).
+        source = self.create_tempdir().full_path
+        pytorch_biggan.write_weights_dir(source, num_classes=model_fixtures.OLD_CLASSES)
         metrics = self._run(
-            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, **AIDS
+            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, source=source, **AIDS
         )
         self.assertGreater(metrics["l1"], 0.0)
         self.assertGreater(metrics["lecam"], 0.0)

@@ -7,9 +7,11 @@ import numpy as np
 import tensorflow as tf
 
 from tests import fake_biggan_module as fake
+from tests import pytorch_biggan
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import layers
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import pytorch_import
 from tf_cgan_transfer import transfer
 
 from tests.model_fixtures import MAPPING, OLD_CLASSES, make_source, set_one_hot_mixtures
@@ -256,6 +258,49 @@ class TrainableVariablesTest(tf.test.TestCase):
         self.assertAllClose(
             np.std(g.linear.kernel.numpy()), np.std(source.linear.kernel.numpy()), rtol=0.2
         )
+
+
+class PytorchSourceTest(tf.test.TestCase):
+    """Transfers from a BigGAN-PyTorch weights directory: its G (or G_ema) and D body."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.directory = os.path.join(tf.compat.v1.test.get_temp_dir(), "pytorch_source")
+        cls.states = pytorch_biggan.write_weights_dir(cls.directory, num_classes=OLD_CLASSES)
+        cls.source_g, cls.source_d, _ = pytorch_import.load_models(cls.directory)
+
+    def test_kp_bn_keeps_the_source_function_and_the_d_body(self):
+        models = transfer.build(transfer.TransferConfig("kp_bn", 3), source=self.directory)
+        g, d = models.generator, models.discriminator
+        # The author's conventions carry over to the new models.
+        self.assertEqual((g.sn_norm_style, g.bn_epsilon), ("clamp", 1e-5))
+        self.assertEqual((d.sn_norm_style, d.embedding_u_side), ("clamp", "input"))
+        # One-hot mixtures reproduce the old classes: P is the source's effective
+        # (clamp-normalised) projection.
+        set_one_hot_mixtures(g, MAPPING)
+        z = biggan.sample_z(3, g.dim_z, seed=2)
+        expected = self.source_g((z, tf.constant(MAPPING)))
+        self.assertAllClose(g((z, tf.range(3))), expected, atol=1e-5, rtol=0)
+        self.assertGreater(
+            float(tf.reduce_max(tf.abs(expected - self.source_g((z, tf.range(3)))))), 1e-2
+        )
+        for ours, theirs in zip(d.blocks, self.source_d.blocks):
+            self.assertAllEqual(ours.conv1.kernel, theirs.conv1.kernel)
+        self.assertAllEqual(d.linear.kernel, self.source_d.linear.kernel)
+        self.assertEqual(d.embedding.kernel.shape, [3, self.source_d.embedding.kernel.shape[1]])
+        self.assertEqual(d.embedding.u.shape, [1, 3])  # fresh, over the new classes
+
+    def test_source_ema_starts_from_g_ema(self):
+        config = transfer.TransferConfig("finetune", 2)
+        g = transfer.build(config, source=self.directory, source_ema=True).generator
+        conv = "blocks.1.0.conv1.weight"  # our GBlock_1/conv0, HWIO
+        self.assertAllEqual(
+            g.blocks[1].conv0.kernel, self.states["G_ema"][conv].permute(2, 3, 1, 0)
+        )
+        self.assertNotAllClose(g.blocks[1].conv0.kernel, self.source_g.blocks[1].conv0.kernel)
+        with self.assertRaisesRegex(transfer.TransferError, "applies to BigGAN-PyTorch"):
+            transfer.build(config, source="deepmind/biggan-128/2", source_ema=True)
 
 
 class BadTransferTest(tf.test.TestCase):

@@ -89,19 +89,22 @@ class GBlock(tf.keras.layers.Layer):
       out_channels: Cout.
       conditional_bn: `{"type": "biggan" | "kp_bn" | "bn_only", **BN arguments}` for
         both conditional BNs (see `conditional_bn.make`).
-      sn_epsilon: spectral-norm epsilon of the convolutions.
+      sn_epsilon, sn_norm_style: spectral norm of the convolutions (`layers.spectral_normalize`).
     """
 
-    def __init__(self, out_channels, conditional_bn=None, sn_epsilon=1e-4, **kwargs):
+    def __init__(
+        self, out_channels, conditional_bn=None, sn_epsilon=1e-4, sn_norm_style="rsqrt", **kwargs
+    ):
         super().__init__(**kwargs)
         self.out_channels = out_channels
         self.conditional_bn = dict(conditional_bn or {"type": "biggan"})
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         self.HyperBN = conditional_bn.make(self.conditional_bn, "HyperBN")
         self.HyperBN_1 = conditional_bn.make(self.conditional_bn, "HyperBN_1")
-        conv = dict(epsilon=self.sn_epsilon)
+        conv = dict(epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
         self.conv0 = layers.SNConv2D(self.out_channels, 3, name="conv0", **conv)
         self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
         self.conv_sc = layers.SNConv2D(self.out_channels, 1, name="conv_sc", **conv)
@@ -124,6 +127,7 @@ class GBlock(tf.keras.layers.Layer):
             out_channels=self.out_channels,
             conditional_bn=dict(self.conditional_bn),
             sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
         )
         return config
 
@@ -151,7 +155,10 @@ class Generator(tf.keras.Model):
         block's BN conditioning). Requires a shared embedding.
       attention_resolution: where self-attention sits; None = the table default,
         0 = no attention.
-      bn_epsilon, final_bn_epsilon, sn_epsilon: the hub uses 1e-4 for all three.
+      bn_epsilon, final_bn_epsilon, sn_epsilon: the hub uses 1e-4 for all three;
+        BigGAN-PyTorch 1e-5, 1e-5 and 1e-6 (docs/pytorch_layout.md).
+      sn_norm_style: how spectral norm scales its vectors, "rsqrt" (the hub) or "clamp"
+        (BigGAN-PyTorch); see `layers.spectral_normalize`.
       conditioning: "biggan" (pretrained BigGAN BNs), or, for generators transferred to
         new classes (`transfer.py`), "kp_bn" (knowledge-propagating BN: mixtures of
         `num_source_classes` old classes), "bn_only" (new per-class gains/biases) or
@@ -177,6 +184,7 @@ class Generator(tf.keras.Model):
         bn_epsilon=1e-4,
         final_bn_epsilon=1e-4,
         sn_epsilon=1e-4,
+        sn_norm_style="rsqrt",
         conditioning="biggan",
         num_source_classes=None,
         residual_init="zeros",
@@ -225,6 +233,7 @@ class Generator(tf.keras.Model):
         self.bn_epsilon = bn_epsilon
         self.final_bn_epsilon = final_bn_epsilon
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
         self.conditioning = conditioning
         self.num_source_classes = num_source_classes
         self.residual_init = residual_init
@@ -242,30 +251,34 @@ class Generator(tf.keras.Model):
             self.linear = tf.keras.layers.Dense(
                 shared_dim, use_bias=False, name="linear", dtype=layers.FLOAT32
             )
-        self.G_linear = layers.SNDense(
-            4 * 4 * ch * multipliers[0], epsilon=sn_epsilon, name="G_linear"
-        )
+        sn = dict(epsilon=sn_epsilon, norm_style=sn_norm_style)
+        self.G_linear = layers.SNDense(4 * 4 * ch * multipliers[0], name="G_linear", **sn)
         self.blocks = [
             GBlock(
                 ch * multipliers[i + 1],
                 conditional_bn=self._conditional_bn_config(),
                 sn_epsilon=sn_epsilon,
+                sn_norm_style=sn_norm_style,
                 name=block_name("GBlock", i),
             )
             for i in range(self.num_blocks)
         ]
         self.attention = (
-            layers.SelfAttention(sn_epsilon=sn_epsilon, name="attention")
+            layers.SelfAttention(
+                sn_epsilon=sn_epsilon, sn_norm_style=sn_norm_style, name="attention"
+            )
             if attention_resolution
             else None
         )
         self.ScaledCrossReplicaBN = layers.StandingBatchNorm(
             epsilon=final_bn_epsilon, scale=True, center=True, name="ScaledCrossReplicaBN"
         )
-        self.conv_2d = layers.SNConv2D(3, 3, epsilon=sn_epsilon, name="conv_2d")
+        self.conv_2d = layers.SNConv2D(3, 3, name="conv_2d", **sn)
 
     def _conditional_bn_config(self):
-        common = dict(epsilon=self.bn_epsilon, sn_epsilon=self.sn_epsilon)
+        common = dict(
+            epsilon=self.bn_epsilon, sn_epsilon=self.sn_epsilon, sn_norm_style=self.sn_norm_style
+        )
         if self.conditioning in ("biggan", "minegan"):
             return dict(type="biggan", shared_embedding=bool(self.shared_dim), **common)
         z_chunk = self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
@@ -345,6 +358,7 @@ class Generator(tf.keras.Model):
             bn_epsilon=self.bn_epsilon,
             final_bn_epsilon=self.final_bn_epsilon,
             sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
             conditioning=self.conditioning,
             num_source_classes=self.num_source_classes,
             residual_init=self.residual_init,

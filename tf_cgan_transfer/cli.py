@@ -1,7 +1,7 @@
 """What every command line shares: one flag idiom, one `main` wrapper, the data flags.
 
 Each command-line module (`train`, `evaluate`, `export`, `sample`, `hub_convert`,
-`affinity`) has the same three parts:
+`pytorch_convert`, `affinity`) has the same three parts:
 
 * `define_flags(fv)` defines its flags on the `flags.FlagValues` `fv`, with validators,
   so a bad flag or flagfile fails before any work (tests pass a fresh `FlagValues`);

@@ -53,19 +53,28 @@ class ConditionalBatchNorm(_ConditionalNormalization):
       gain/bias come from this layer's own per-class tables `gamma`/`beta` `[K, C]`
       (an embedding lookup; no SN, no z).
 
-    Statistics live in the `bn` sublayer (the hub's `CrossReplicaBN`).
+    Statistics live in the `bn` sublayer (the hub's `CrossReplicaBN`). `epsilon` is the
+    BN's; `sn_epsilon`/`sn_norm_style` those of the projections' spectral norm.
     """
 
-    def __init__(self, shared_embedding=True, epsilon=1e-4, sn_epsilon=1e-4, **kwargs):
+    def __init__(
+        self, shared_embedding=True, epsilon=1e-4, sn_epsilon=1e-4, sn_norm_style="rsqrt", **kwargs
+    ):
         super().__init__(**kwargs)
         self.shared_embedding = shared_embedding
         self.epsilon = epsilon
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
         if self.shared_embedding:
-            sn = dict(use_bias=False, epsilon=self.sn_epsilon, dtype=FLOAT32)
+            sn = dict(
+                use_bias=False,
+                epsilon=self.sn_epsilon,
+                norm_style=self.sn_norm_style,
+                dtype=FLOAT32,
+            )
             self.gamma = SNDense(channels, name="gamma", **sn)
             self.beta = SNDense(channels, name="beta", **sn)
         else:
@@ -93,7 +102,10 @@ class ConditionalBatchNorm(_ConditionalNormalization):
     def get_config(self):
         config = super().get_config()
         config.update(
-            shared_embedding=self.shared_embedding, epsilon=self.epsilon, sn_epsilon=self.sn_epsilon
+            shared_embedding=self.shared_embedding,
+            epsilon=self.epsilon,
+            sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
         )
         return config
 
@@ -121,6 +133,7 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
       num_old_classes: K. num_new_classes: N. z_dim: width of the z chunk (0: none).
       use_mixture: include P and A. residual_init: 'zeros' or 'orthogonal'.
       epsilon, sn_epsilon: BN and spectral-norm epsilons (1e-4 like the hub).
+      sn_norm_style: the spectral norm's normalisation (`layers.SN_NORM_STYLES`).
     """
 
     RESIDUAL_INITS = ("zeros", "orthogonal")
@@ -134,6 +147,7 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
         residual_init="zeros",
         epsilon=1e-4,
         sn_epsilon=1e-4,
+        sn_norm_style="rsqrt",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -148,6 +162,7 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
         self.residual_init = residual_init
         self.epsilon = epsilon
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -162,6 +177,7 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
             sn = dict(
                 use_bias=True,
                 epsilon=self.sn_epsilon,
+                norm_style=self.sn_norm_style,
                 kernel_initializer="orthogonal",
                 dtype=FLOAT32,
             )
@@ -208,6 +224,7 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
             residual_init=self.residual_init,
             epsilon=self.epsilon,
             sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
         )
         return config
 

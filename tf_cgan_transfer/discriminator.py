@@ -26,20 +26,28 @@ class DBlock(tf.keras.layers.Layer):
     a = conv2(relu(conv1(relu(h)))) (the first block skips the leading ReLU), then 2x2
     average pooling when downsampling; the shortcut is a 1x1 conv (only when Cin != Cout
     or downsampling), pooled after the conv except in the first block (BigGAN's order).
+    `sn_epsilon`/`sn_norm_style`: the convolutions' spectral norm.
     """
 
     def __init__(
-        self, out_channels, downsample=True, preactivation=True, sn_epsilon=1e-4, **kwargs
+        self,
+        out_channels,
+        downsample=True,
+        preactivation=True,
+        sn_epsilon=1e-4,
+        sn_norm_style="rsqrt",
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.out_channels = out_channels
         self.downsample = downsample
         self.preactivation = preactivation
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         in_channels = int(input_shape[-1])
-        conv = dict(epsilon=self.sn_epsilon)
+        conv = dict(epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
         self.conv1 = layers.SNConv2D(self.out_channels, 3, name="conv1", **conv)
         self.conv2 = layers.SNConv2D(self.out_channels, 3, name="conv2", **conv)
         self.learnable_sc = in_channels != self.out_channels or self.downsample
@@ -75,6 +83,7 @@ class DBlock(tf.keras.layers.Layer):
             downsample=self.downsample,
             preactivation=self.preactivation,
             sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
         )
         return config
 
@@ -92,6 +101,13 @@ class Discriminator(tf.keras.Model):
       ch: channel width (96 for BigGAN-128).
       num_classes: K rows of the projection embedding.
       attention_resolution: None = the table default (same place as G's), 0 = none.
+      sn_epsilon, sn_norm_style: spectral norm everywhere (`layers.spectral_normalize`).
+      embedding_u_side: "output" keeps the projection embedding's SN vector over the
+        features (`[1, C]`, our default), "input" over the classes (`[1, K]`, as
+        BigGAN-PyTorch's SN embedding does).
+      channel_multipliers: output-channel multipliers per block; None = `D_CHANNELS`.
+        Imports set it where another code's table differs (BigGAN-PyTorch at 64 px:
+        (1, 2, 4, 8, 16)); the downsampling pattern is always the table's.
     """
 
     def __init__(
@@ -101,12 +117,23 @@ class Discriminator(tf.keras.Model):
         num_classes=1000,
         attention_resolution=None,
         sn_epsilon=1e-4,
+        sn_norm_style="rsqrt",
+        embedding_u_side="output",
+        channel_multipliers=None,
         name="Discriminator",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         biggan.check_resolution(resolution)
         multipliers, downsample = D_CHANNELS[resolution]
+        if channel_multipliers is not None:
+            channel_multipliers = tuple(int(m) for m in channel_multipliers)
+            if len(channel_multipliers) != len(multipliers):
+                raise ValueError(
+                    f"channel_multipliers={channel_multipliers} needs {len(multipliers)} "
+                    f"entries (one per block) at resolution {resolution}."
+                )
+            multipliers = channel_multipliers
         if attention_resolution is None:
             attention_resolution = biggan.DEFAULT_ATTENTION[resolution]
         block_resolutions, size = [], resolution
@@ -124,6 +151,9 @@ class Discriminator(tf.keras.Model):
         self.num_classes = num_classes
         self.attention_resolution = attention_resolution
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
+        self.embedding_u_side = embedding_u_side
+        self.channel_multipliers = channel_multipliers
         self.attention_index = (
             block_resolutions.index(attention_resolution) if attention_resolution else None
         )
@@ -133,23 +163,23 @@ class Discriminator(tf.keras.Model):
                 downsample=down,
                 preactivation=i > 0,
                 sn_epsilon=sn_epsilon,
+                sn_norm_style=sn_norm_style,
                 name=biggan.block_name("DBlock", i),
             )
             for i, (m, down) in enumerate(zip(multipliers, downsample))
         ]
         self.attention = (
-            layers.SelfAttention(sn_epsilon=sn_epsilon, name="attention")
+            layers.SelfAttention(
+                sn_epsilon=sn_epsilon, sn_norm_style=sn_norm_style, name="attention"
+            )
             if attention_resolution
             else None
         )
         # The projection head is tiny and feeds the loss: float32 under any policy.
-        self.linear = layers.SNDense(1, epsilon=sn_epsilon, name="linear", dtype=layers.FLOAT32)
+        sn = dict(epsilon=sn_epsilon, norm_style=sn_norm_style, dtype=layers.FLOAT32)
+        self.linear = layers.SNDense(1, name="linear", **sn)
         self.embedding = layers.SNDense(
-            ch * multipliers[-1],
-            use_bias=False,
-            epsilon=sn_epsilon,
-            name="embedding",
-            dtype=layers.FLOAT32,
+            ch * multipliers[-1], use_bias=False, u_side=embedding_u_side, name="embedding", **sn
         )
 
     def features(self, x, training=False):
@@ -184,5 +214,8 @@ class Discriminator(tf.keras.Model):
             num_classes=self.num_classes,
             attention_resolution=self.attention_resolution,
             sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
+            embedding_u_side=self.embedding_u_side,
+            channel_multipliers=self.channel_multipliers,
             name=self.name,
         )

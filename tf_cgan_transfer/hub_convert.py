@@ -59,20 +59,36 @@ def convert(config):
         `overwrite`), the module cannot be imported, or a class id is out of range.
       class_names.ClassNamesError: `class_names` does not name the module's classes.
     """
+    check_output_dir(config, hub_import.HubImportError)
+    generator, report = hub_import.load_generator(config.module)
+    logging.info("Imported %s: %s", report.module_path, report.config)
+    write_outputs(config, generator, dataclasses.asdict(report), hub_import.HubImportError)
+    return report
+
+
+def check_output_dir(config, error):
+    """Raises `error` when `config.output_dir` holds a converted model and not `overwrite`."""
     config_path = os.path.join(config.output_dir, model_io.GENERATOR_CONFIG_FILE)
     if tf.io.gfile.exists(config_path) and not config.overwrite:
-        raise hub_import.HubImportError(
+        raise error(
             f"{config.output_dir} already holds a converted generator; pass --overwrite "
             "to replace it or choose another --output_dir."
         )
-    generator, report = hub_import.load_generator(config.module)
+
+
+def write_outputs(config, generator, report, error, discriminator=None):
+    """Writes an imported model's models directory, `import_report.json` and `samples.png`.
+
+    `config` has the fields of `define_output_flags` (any converter's config); `report`
+    is the JSON-able import report. Raises `error` before writing anything when a class
+    id is out of range.
+    """
     bad = [c for c in config.class_ids if not 0 <= c < generator.num_classes]
     if bad:  # before anything is written
-        raise hub_import.HubImportError(
-            f"--class_ids {bad} out of range: the module has {generator.num_classes} classes."
+        raise error(
+            f"--class_ids {bad} out of range: the model has {generator.num_classes} classes."
         )
     names = class_names_lib.resolve(config.class_names, generator.num_classes)
-    logging.info("Imported %s: %s", report.module_path, report.config)
     if config.standing_stats_batches:
         biggan.accumulate_standing_stats(
             generator,
@@ -83,14 +99,12 @@ def convert(config):
         )
     elif config.truncation != 1.0:
         logging.warning(
-            "Sampling at truncation %.2f with the module's statistics, which are exact only "
-            "for truncation 1.0; set --standing_stats_batches to re-accumulate them.",
+            "Sampling at truncation %.2f with the checkpoint's statistics, which are exact "
+            "only for truncation 1.0; set --standing_stats_batches to re-accumulate them.",
             config.truncation,
         )
-    model_io.save_models(config.output_dir, generator)
-    model_io.write_json(
-        os.path.join(config.output_dir, IMPORT_REPORT_FILE), dataclasses.asdict(report)
-    )
+    model_io.save_models(config.output_dir, generator, discriminator)
+    model_io.write_json(os.path.join(config.output_dir, IMPORT_REPORT_FILE), report)
     if config.samples_per_class and config.class_ids:
         sheet = sheets.sample_sheet(
             generator,
@@ -103,7 +117,6 @@ def convert(config):
         path = os.path.join(config.output_dir, SAMPLES_FILE)
         images.write_png(path, sheet)
         logging.info("Wrote %s", path)
-    return report
 
 
 def _integers(values):
@@ -116,14 +129,20 @@ def _integers(values):
 
 def define_flags(fv):
     """Defines the command line's flags, with validators, on the `flags.FlagValues` `fv`."""
-    kw = dict(flag_values=fv)
     flags.DEFINE_string(
         "module",
         None,
         "TF-Hub handle (URL or deepmind/biggan-128/2), Kaggle Models handle or URL "
         "(deepmind/biggan/tensorFlow1/128/2), or local module directory.",
-        **kw,
+        flag_values=fv,
     )
+    flags.mark_flag_as_required("module", flag_values=fv)
+    define_output_flags(fv)
+
+
+def define_output_flags(fv, statistics="the module's"):
+    """The flags of `write_outputs` (shared by the converters), with validators."""
+    kw = dict(flag_values=fv)
     flags.DEFINE_string(
         "output_dir", None, "Where to write the models directory and samples.", **kw
     )
@@ -150,7 +169,7 @@ def define_flags(fv):
         "standing_stats_batches",
         0,
         f"Batches of {biggan.STANDING_STATS_BATCH_SIZE} re-accumulating BN standing "
-        "statistics at --truncation before sampling (0: keep the module's statistics, which "
+        f"statistics at --truncation before sampling (0: keep {statistics} statistics, which "
         "are exact for truncation 1.0).",
         lower_bound=0,
         **kw,
@@ -161,10 +180,10 @@ def define_flags(fv):
     cli.define_class_names_flag(
         fv,
         "class_names",
-        "the module's classes",
-        "ImageNet's WordNet ids for a 1000-class module; else unlabelled rows",
+        "the model's classes",
+        "ImageNet's WordNet ids for a 1000-class model; else unlabelled rows",
     )
-    flags.mark_flags_as_required(["module", "output_dir"], **kw)
+    flags.mark_flag_as_required("output_dir", **kw)
     flags.register_validator(
         "class_ids", _integers, "--class_ids must be a list of integers.", **kw
     )

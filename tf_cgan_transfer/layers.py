@@ -3,7 +3,10 @@
 Everything here follows docs/tfhub_layout.md so that TF-Hub BigGAN weights load without
 transposes: dense kernels are (in, out), conv kernels HWIO, and spectral
 normalisation divides the stored raw weight by sigma at every call (sigma from one
-power iteration from the stored `u`, eps 1e-4 inside the rsqrt).
+power iteration from the stored `u`, eps 1e-4 inside the rsqrt). The SN normalisation
+style and epsilon, and the side of a dense kernel that `u` lives on, are configuration,
+so that BigGAN-PyTorch weights compute what the author's code computes
+(docs/pytorch_layout.md).
 
 Variables whose values never differ between replicas (`u`, standing BN statistics) are
 ON_READ with ONLY_FIRST_REPLICA aggregation: each replica updates its own copy without
@@ -28,25 +31,49 @@ def build_sublayer(layer, input_shape):
         layer.build(input_shape)
 
 
-def spectral_normalize(kernel, u, epsilon=1e-4):
+# How a power-iteration vector is scaled to unit length:
+#   "rsqrt": x * rsqrt(sum(x^2) + eps)  (the TF-Hub graph; eps 1e-4)
+#   "clamp": x / max(||x||, eps)        (BigGAN-PyTorch's F.normalize; eps 1e-6 there)
+SN_NORM_STYLES = ("rsqrt", "clamp")
+# Which side of a dense kernel `[in, out]` its SN vector `u` lives on: "output" (`[1, out]`,
+# every layer here and in the hub) or "input" (`[1, in]`: BigGAN-PyTorch's SN embedding,
+# whose u runs over the classes).
+SN_U_SIDES = ("output", "input")
+
+
+def check_sn_norm_style(style):
+    if style not in SN_NORM_STYLES:
+        raise ValueError(f"Unknown spectral-norm style {style!r}; use one of {SN_NORM_STYLES}.")
+
+
+def _unit(x, epsilon, style):
+    if style == "clamp":
+        return x / tf.maximum(tf.norm(x), epsilon)
+    return x * tf.math.rsqrt(tf.reduce_sum(tf.square(x)) + epsilon)
+
+
+def spectral_normalize(kernel, u, epsilon=1e-4, norm_style="rsqrt"):
     """One power iteration from `u`, as the TF-Hub BigGAN graph does it (docs/tfhub_layout.md §4).
 
     Args:
       kernel: weight of any rank; the last axis is the output axis.
       u: `[1, out]` left singular vector estimate.
-      epsilon: added to the squared norm inside the rsqrt.
+      epsilon: the normalisation floor: added to the squared norm inside the rsqrt
+        ("rsqrt"), or the least norm divided by ("clamp").
+      norm_style: one of `SN_NORM_STYLES`.
 
     Returns:
       `(kernel / sigma, u_new, sigma)`; `u_new` and the `v` used for sigma carry no
       gradient, so sigma's gradient flows through the weight only (BigGAN's rule).
     """
+    check_sn_norm_style(norm_style)
     kernel = tf.convert_to_tensor(kernel)
     out = tf.shape(kernel)[-1]
     matrix = tf.reshape(kernel, [-1, out])  # [K, out]
     v = tf.matmul(u, matrix, transpose_b=True)  # [1, K]
-    v = v * tf.math.rsqrt(tf.reduce_sum(tf.square(v)) + epsilon)
+    v = _unit(v, epsilon, norm_style)
     u_new = tf.matmul(v, matrix)  # [1, out]
-    u_new = u_new * tf.math.rsqrt(tf.reduce_sum(tf.square(u_new)) + epsilon)
+    u_new = _unit(u_new, epsilon, norm_style)
     v = tf.stop_gradient(v)
     u_new = tf.stop_gradient(u_new)
     sigma = tf.matmul(tf.matmul(v, matrix), u_new, transpose_b=True)[0, 0]
@@ -54,19 +81,38 @@ def spectral_normalize(kernel, u, epsilon=1e-4):
 
 
 class _SpectralNormLayer(tf.keras.layers.Layer):
-    """Shared machinery: raw kernel + optional bias + stored `u`, normalised per call."""
+    """Shared machinery: raw kernel + optional bias + stored `u`, normalised per call.
 
-    def __init__(self, use_bias=True, epsilon=1e-4, kernel_initializer="glorot_uniform", **kwargs):
+    `epsilon` and `norm_style` are those of `spectral_normalize`.
+    """
+
+    def __init__(
+        self,
+        use_bias=True,
+        epsilon=1e-4,
+        kernel_initializer="glorot_uniform",
+        norm_style="rsqrt",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        check_sn_norm_style(norm_style)
         self.use_bias = use_bias
         self.epsilon = epsilon
         self.kernel_initializer = tf.keras.initializers.get(kernel_initializer)
+        self.norm_style = norm_style
 
     def _kernel_shape(self, input_shape):
         raise NotImplementedError
 
     def _apply(self, inputs, kernel):
         raise NotImplementedError
+
+    def _u_size(self, kernel_shape):
+        return kernel_shape[-1]
+
+    def _normalize(self):
+        """`(kernel / sigma, u_new, sigma)` from the stored kernel and `u`."""
+        return spectral_normalize(self.kernel, self.u, self.epsilon, self.norm_style)
 
     def build(self, input_shape):
         shape = self._kernel_shape(tf.TensorShape(input_shape))
@@ -81,7 +127,7 @@ class _SpectralNormLayer(tf.keras.layers.Layer):
             )
         self.u = self.add_weight(
             "u",
-            shape=[1, shape[-1]],
+            shape=[1, self._u_size(shape)],
             initializer=tf.keras.initializers.RandomNormal(stddev=1.0),
             trainable=False,
             experimental_autocast=False,
@@ -91,10 +137,10 @@ class _SpectralNormLayer(tf.keras.layers.Layer):
 
     def normalized_kernel(self):
         """The effective weight W / sigma(W, u), without touching `u`."""
-        return spectral_normalize(self.kernel, self.u, self.epsilon)[0]
+        return self._normalize()[0]
 
     def call(self, inputs, training=False):
-        kernel, u_new, sigma = spectral_normalize(self.kernel, self.u, self.epsilon)
+        kernel, u_new, sigma = self._normalize()
         if training:
             self.u.assign(u_new)
         dtype = self.compute_dtype
@@ -121,6 +167,7 @@ class _SpectralNormLayer(tf.keras.layers.Layer):
             use_bias=self.use_bias,
             epsilon=self.epsilon,
             kernel_initializer=tf.keras.initializers.serialize(self.kernel_initializer),
+            norm_style=self.norm_style,
         )
         return config
 
@@ -131,21 +178,38 @@ class SNDense(_SpectralNormLayer):
 
     Weights: `kernel [in, units]` (raw, pre-normalisation), `bias [units]`,
     `u [1, units]` (not trainable; advanced one power-iteration step per training call).
+    With `u_side="input"`, `u` is `[1, in]` and the power iteration runs on the
+    transposed kernel (sigma is the same top singular value; only the stored vector
+    differs): BigGAN-PyTorch's SN embedding `[classes, dim]` keeps u over the classes.
     """
 
-    def __init__(self, units, **kwargs):
+    def __init__(self, units, u_side="output", **kwargs):
         super().__init__(**kwargs)
+        if u_side not in SN_U_SIDES:
+            raise ValueError(f"Unknown u_side {u_side!r}; use one of {SN_U_SIDES}.")
         self.units = units
+        self.u_side = u_side
 
     def _kernel_shape(self, input_shape):
         return [input_shape[-1], self.units]
+
+    def _u_size(self, kernel_shape):
+        return kernel_shape[0] if self.u_side == "input" else kernel_shape[-1]
+
+    def _normalize(self):
+        if self.u_side == "output":
+            return super()._normalize()
+        kernel_t, u_new, sigma = spectral_normalize(
+            tf.transpose(self.kernel), self.u, self.epsilon, self.norm_style
+        )
+        return tf.transpose(kernel_t), u_new, sigma
 
     def _apply(self, inputs, kernel):
         return tf.matmul(inputs, kernel)
 
     def get_config(self):
         config = super().get_config()
-        config.update(units=self.units)
+        config.update(units=self.units, u_side=self.u_side)
         return config
 
 
@@ -290,12 +354,14 @@ class SelfAttention(tf.keras.layers.Layer):
 
     theta = x W_theta (C/8), phi/g = maxpool2(x W_phi (C/8) / x W_g (C/2)),
     att = softmax(theta phi^T) over the pooled positions, out = x + gamma * (att g) W_o.
-    All four 1x1 projections are spectrally normalised and have no bias.
+    All four 1x1 projections are spectrally normalised (`sn_epsilon`, `sn_norm_style`)
+    and have no bias.
     """
 
-    def __init__(self, sn_epsilon=1e-4, **kwargs):
+    def __init__(self, sn_epsilon=1e-4, sn_norm_style="rsqrt", **kwargs):
         super().__init__(**kwargs)
         self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         c = int(input_shape[-1])
@@ -304,7 +370,8 @@ class SelfAttention(tf.keras.layers.Layer):
                 f"SelfAttention needs channels divisible by 8, got {c}: raise the model's "
                 "ch or move/disable attention (attention_resolution=0)."
             )
-        conv = lambda n, name: SNConv2D(n, 1, use_bias=False, epsilon=self.sn_epsilon, name=name)
+        sn = dict(use_bias=False, epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
+        conv = lambda n, name: SNConv2D(n, 1, name=name, **sn)
         self.theta = conv(c // 8, "theta")
         self.phi = conv(c // 8, "phi")
         self.g = conv(c // 2, "g")
@@ -326,5 +393,5 @@ class SelfAttention(tf.keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(sn_epsilon=self.sn_epsilon)
+        config.update(sn_epsilon=self.sn_epsilon, sn_norm_style=self.sn_norm_style)
         return config

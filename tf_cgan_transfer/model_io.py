@@ -26,6 +26,8 @@ import tensorflow as tf
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import errors
+from tf_cgan_transfer import pytorch_checkpoint
+from tf_cgan_transfer import pytorch_import
 
 GENERATOR_CONFIG_FILE = "generator_config.json"
 DISCRIMINATOR_CONFIG_FILE = "discriminator_config.json"
@@ -252,12 +254,30 @@ def load_generator(path):
     )
 
 
-def load_source(source):
+def is_pytorch_source(source):
+    """True for a BigGAN-PyTorch weights directory or `.pth` file (names only, no reads)."""
+    source = str(source)
+    return source.endswith(pytorch_checkpoint.EXTENSION) or pytorch_checkpoint.is_weights_dir(
+        source
+    )
+
+
+def load_source(source, ema=False):
     """`(generator, discriminator or None)` of a pretrained source.
 
-    `source` is one of our model or run directories (its `models/`), a TF-Hub handle or
-    module directory (no discriminator), a `biggan.Generator`, or a `(G, D)` pair.
+    `source` is one of our model or run directories (its `models/`), a BigGAN-PyTorch
+    weights directory or G file (G, or G_ema with `ema`, and its D when the save has one;
+    see `pytorch_import.load_models`), a TF-Hub handle or module directory (no
+    discriminator), a `biggan.Generator`, or a `(G, D)` pair.
+
+    Raises:
+      ModelError: `ema` for a source that has no separate EMA generator to choose.
     """
+    if ema and not (isinstance(source, (str, os.PathLike)) and is_pytorch_source(source)):
+        raise ModelError(
+            f"Choosing the EMA generator (--source_ema) applies to BigGAN-PyTorch weights "
+            f"directories (G_ema.pth) only, not to {source!r}."
+        )
     if isinstance(source, biggan.Generator):
         return source.build_weights(), None
     if isinstance(source, tuple):
@@ -265,6 +285,9 @@ def load_source(source):
     directory = find_models_dir(str(source))
     if directory:
         return restore_models(directory)
+    if is_pytorch_source(source):
+        generator, discriminator, _ = pytorch_import.load_models(str(source), ema=ema)
+        return generator, discriminator
     from tf_cgan_transfer import hub_import  # deferred: tensorflow_hub is heavy
 
     generator, _ = hub_import.load_generator(source)
@@ -274,13 +297,16 @@ def load_source(source):
 def source_resolution(source):
     """The resolution of a source without loading weights or using the network, or None.
 
-    Our model and run directories give their config JSON, a local TF-Hub module
-    directory its variable shapes, and a TF-Hub handle of a known BigGAN its name
+    Our model and run directories give their config JSON, a BigGAN-PyTorch weights
+    directory its G's shapes (read from the file), a local TF-Hub module directory its
+    variable shapes, and a TF-Hub handle of a known BigGAN its name
     (`.../biggan-128/2`).
     """
     config = generator_config(source)
     if config is not None:
         return config["resolution"]
+    if is_pytorch_source(source):
+        return pytorch_import.resolution_of(str(source))
     from tf_cgan_transfer import hub_import  # deferred: tensorflow_hub is heavy
 
     return hub_import.resolution_without_download(source)

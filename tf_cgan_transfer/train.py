@@ -69,8 +69,17 @@ def define_flags(fv):
         "source",
         None,
         "Pretrained model: TF-Hub handle (deepmind/biggan-128/2) or its Kaggle Models "
-        "twin (deepmind/biggan/tensorFlow1/128/2), module directory, or a model directory "
-        "of ours. None only with --method=scratch (then the architecture flags apply).",
+        "twin (deepmind/biggan/tensorFlow1/128/2), module directory, a BigGAN-PyTorch "
+        "weights directory (G.pth, D.pth, G_ema.pth: G and D are both transferred), or a "
+        "model directory of ours. None only with --method=scratch (then the architecture "
+        "flags apply).",
+        flag_values=fv,
+    )
+    flags.DEFINE_bool(
+        "source_ema",
+        False,
+        "BigGAN-PyTorch --source: start from its G_ema.pth instead of G.pth (the paper "
+        "transfers from G).",
         flag_values=fv,
     )
     flags.DEFINE_string(
@@ -292,6 +301,11 @@ def config_from_flags(fv):
         raise transfer.TransferError(
             f"--stage={transfer.resolve_stage(method, stage)} of {method} needs --bn_checkpoint "
             f"(the {first} stage's model_dir)."
+        )
+    if fv.source_ema and not (fv.source and model_io.is_pytorch_source(fv.source)):
+        raise transfer.TransferError(
+            "--source_ema chooses G_ema.pth of a BigGAN-PyTorch --source; "
+            f"{fv.source!r} is not a BigGAN-PyTorch weights directory."
         )
     resolution = fv.resolution or _source_resolution(fv.source, fv.bn_checkpoint)
     data_config = cli.data_config(

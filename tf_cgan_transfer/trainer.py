@@ -72,6 +72,7 @@ class TrainConfig:
     method: str = "kp_bn"
     stage: Optional[str] = None
     source: Optional[str] = None
+    source_ema: bool = False
     bn_checkpoint: Optional[str] = None
     residual_init: str = "zeros"
     freeze_d_blocks: int = 2
@@ -184,6 +185,7 @@ class Trainer:
                 source=config.source,
                 bn_checkpoint=config.bn_checkpoint,
                 architecture=config.architecture,
+                source_ema=config.source_ema,
             )
             self.generator = self.models.generator
             self.discriminator = self.models.discriminator

@@ -19,8 +19,9 @@ the only place that decides which variables a run trains:
              class) to (z', a mixture of old classes). Stages `miner` (train the miner
              only) and `ft` (the miner and all of G; resumes from a `miner` checkpoint).
 
-D is fresh for hub sources (they ship none); for our own checkpoints it keeps the
-pretrained body with a fresh projection embedding for the N new classes.
+D is fresh for hub sources (they ship none); for our own checkpoints and BigGAN-PyTorch
+ones (`pytorch_import`: G or G_ema, and D) it keeps the pretrained body with a fresh
+projection embedding for the N new classes.
 """
 
 import dataclasses
@@ -336,7 +337,7 @@ def _scratch_models(config, architecture):
     return generator, discriminator
 
 
-def build(config, source=None, bn_checkpoint=None, architecture=None):
+def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema=False):
     """Builds the models of `config` (a TransferConfig) and the variables they train.
 
     Args:
@@ -349,6 +350,8 @@ def build(config, source=None, bn_checkpoint=None, architecture=None):
         `--bn_checkpoint`.)
       architecture: for `scratch` without a source, an `ArchitectureConfig` (None: its
         defaults).
+      source_ema: for a BigGAN-PyTorch source, start from its G_ema instead of G (the
+        paper's choice).
 
     Returns:
       A `TransferModels`.
@@ -367,7 +370,10 @@ def build(config, source=None, bn_checkpoint=None, architecture=None):
     else:
         if source is None:
             raise TransferError(f"Method {config.method!r} needs a source model (source=).")
-        source_g, source_d = model_io.load_source(source)
+        try:
+            source_g, source_d = model_io.load_source(source, ema=source_ema)
+        except model_io.ModelError as e:
+            raise TransferError(str(e)) from e
         if source_g.conditioning != "biggan":
             raise TransferError(
                 f"The source is already a transferred ({source_g.conditioning}) generator; "
