@@ -76,9 +76,11 @@ class Settings:
       learning_rates: the sweep's (G, D) pairs.
       augments: D's augmentation variants ("none", "diffaugment").
       units: the units of work (`UNITS` or a subset).
-      source_steps, source_batch_size, source_augment, source_ema_decay: pre-training of
-        the source (D's augmentation: "diffaugment" or "none"; the EMA decay of G, whose
-        average is what the transfers start from; 0: the last iterate).
+      source_steps, source_batch_size, source_augment, source_ema_decay,
+        source_eval_every: pre-training of the source (D's augmentation: "diffaugment" or
+        "none"; the EMA decay of G, whose average is what the transfers start from, 0: the
+        last iterate; steps between its evaluations on the old classes' held-out images,
+        0: none).
       ch, dim_z, shared_dim: the source's architecture (and scratch's).
       classifier_epochs: training epochs of the domain classifier.
       workers: runs trained at a time, each in a process of its own.
@@ -96,10 +98,11 @@ class Settings:
     learning_rates: Tuple[Tuple[float, float], ...] = LEARNING_RATES
     augments: Tuple[str, ...] = AUGMENTS
     units: Tuple[str, ...] = UNITS
-    source_steps: int = 8000
+    source_steps: int = 16000
     source_batch_size: int = 32
     source_augment: str = "diffaugment"
     source_ema_decay: float = 0.999
+    source_eval_every: int = 2000
     ch: int = 8
     dim_z: int = 64
     shared_dim: int = 64
@@ -141,6 +144,7 @@ QUICK = dict(
     learning_rates=LEARNING_RATES[:1],  # one pair: the dev phase is skipped
     augments=("diffaugment",),
     source_steps=4,
+    source_eval_every=0,  # (a curve of one source step costs CI a trace for nothing)
     classifier_epochs=1,
 )
 
@@ -224,6 +228,10 @@ def run(settings, spec, progress=print, picture=True):
         k: transfer_runs.score_source(settings, spec, source).get(k)
         for k in ("kid", "fid", "class_accuracy", "real_class_accuracy", "num_real")
     }
+    source_info["curve"] = [
+        {k: r.get(k) for k in ("step", "kid", "fid", "class_accuracy")}
+        for r in transfer_runs.read_evals(transfer_runs.source_dir(settings))
+    ]
     log(f"source ready: {source} {source_info['held_out']}")
 
     def on_done(item, rows):

@@ -119,7 +119,8 @@ def markdown(report):
         "On the old classes' held-out images: KID "
         f"{_fmt(held.get('kid'), 4)}, FID {_fmt(held.get('fid'), 1)}, class accuracy of its "
         f"samples **{_pct(held.get('class_accuracy'))}** (real held-out images: "
-        f"{_pct(held.get('real_class_accuracy'))}; chance {1 / max(1, d['old_classes']):.1%}).",
+        f"{_pct(held.get('real_class_accuracy'))}; chance {1 / max(1, d['old_classes']):.1%})."
+        + _source_curve(report["source"].get("curve")),
         f"* Feature network: a domain classifier trained on the train images of all classes "
         f"({clf.get('num_train')} images, {clf.get('epochs')} epochs); held-out accuracy "
         f"{_pct(clf.get('test_accuracy'))}. KID and FID are in its 64-d pooled features.",
@@ -137,6 +138,20 @@ def markdown(report):
     lines += _per_class_lines(report)
     lines += ["", f"![KID curves]({CURVES})", "", f"![samples]({PICTURE})", ""]
     return "\n".join(lines) + "\n"
+
+
+def _source_curve(curve):
+    if not curve:
+        return ""
+    points = ", ".join(
+        f"{_share(r['class_accuracy'])} (KID {_fmt(r['kid'], 3)}) at step {r['step']:,}"
+        for r in curve
+    )
+    return f" During pre-training (its sampling G, the EMA one when kept), class accuracy {points}."
+
+
+def _share(value):
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _ema(decay):

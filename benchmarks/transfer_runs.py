@@ -83,9 +83,10 @@ def classifier_dir(settings):
 
 
 def source_config(settings, spec):
+    old = spec.old_classes
     return trainer.TrainConfig(
         model_dir=source_dir(settings),
-        data=spec.train_of(spec.old_classes),
+        data=spec.train_of(old),
         method="scratch",
         architecture=architecture(settings),
         optimizer=trainer.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6),
@@ -101,6 +102,15 @@ def source_config(settings, spec):
         sample_every=settings.source_steps,
         samples_per_class=2,
         log_every=100,
+        # The quality curve on the old classes' held-out images (KID, class accuracy):
+        # how many steps a recognisable source takes is measured, not guessed.
+        eval_every=settings.source_eval_every,
+        eval_num_images=num_held_out(spec, old),
+        classifier=classifier_dir(settings),
+        eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
+        eval_data=spec.held_out_of(old),
+        best_metric="kid",
+        classifier_classes=tuple(old),
     )
 
 

@@ -192,6 +192,25 @@ class QuickModeTest(tf.test.TestCase):
         self.assertEqual(bn[:2], bn_ft[:2])
         self.assertNotEqual(bn[2], bn_ft[2])
 
+    def test_the_full_source_keeps_an_ema_and_a_held_out_curve(self):
+        full = dataclasses.replace(
+            self.settings, source_steps=16000, source_ema_decay=0.999, source_eval_every=2000
+        )
+        config = transfer_runs.source_config(full, self.spec)
+        old = self.spec.old_classes
+        self.assertEqual(config.ema_decay, 0.999)
+        self.assertEqual(config.eval_every, 2000)
+        self.assertEqual(config.eval_data, self.spec.held_out_of(old))
+        self.assertEqual(config.classifier_classes, tuple(old))
+        self.assertEqual(config.eval_num_images, transfer_runs.num_held_out(self.spec, old))
+        self.assertIn("_s16000_b32_diffaugment_ema0.999_", config.model_dir)
+        last_iterate = dataclasses.replace(full, source_ema_decay=0.0)
+        self.assertNotIn("_ema", transfer_runs.source_dir(last_iterate))
+        text = transfer_report._source_curve(
+            [dict(step=2000, kid=0.5, fid=3.0, class_accuracy=0.123)]
+        )
+        self.assertIn("12.3% (KID 0.500) at step 2,000", text)
+
     def test_transfers_start_from_the_ema_generator_and_the_trained_d(self):
         layout = model_io.RunLayout(transfer_runs.source_dir(self.settings))
         g, d = model_io.restore_models(os.path.join(layout.root, transfer_runs.TRANSFER_SOURCE))
@@ -223,6 +242,7 @@ class QuickModeTest(tf.test.TestCase):
             held_out["num_real"], transfer_runs.num_held_out(self.spec, self.spec.old_classes)
         )
         self.assertBetween(self.report["classifier"]["test_accuracy"], 0.0, 1.0)
+        self.assertEqual(self.report["source"]["curve"], [])  # quick: no source curve
 
     def test_affinity_rows_name_old_classes(self):
         table = self.report["affinity"]
