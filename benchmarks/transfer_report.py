@@ -86,8 +86,8 @@ def affinity_table(spec, test_rows):
     return table
 
 
-def _pct(value):
-    return "n/a" if value is None else f"{value:.0%}"
+def _pct(value, digits=0):
+    return "n/a" if value is None else f"{value:.{digits}%}"
 
 
 def markdown(report):
@@ -144,14 +144,10 @@ def _source_curve(curve):
     if not curve:
         return ""
     points = ", ".join(
-        f"{_share(r['class_accuracy'])} (KID {_fmt(r['kid'], 3)}) at step {r['step']:,}"
+        f"{_pct(r['class_accuracy'], 1)} (KID {_fmt(r['kid'], 3)}) at step {r['step']:,}"
         for r in curve
     )
     return f" During pre-training (its sampling G, the EMA one when kept), class accuracy {points}."
-
-
-def _share(value):
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _ema(decay):

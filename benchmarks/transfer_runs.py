@@ -104,13 +104,7 @@ def source_config(settings, spec):
         log_every=100,
         # The quality curve on the old classes' held-out images (KID, class accuracy):
         # how many steps a recognisable source takes is measured, not guessed.
-        eval_every=settings.source_eval_every,
-        eval_num_images=num_held_out(spec, old),
-        classifier=classifier_dir(settings),
-        eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
-        eval_data=spec.held_out_of(old),
-        best_metric="kid",
-        classifier_classes=tuple(old),
+        **held_out_evaluation(settings, spec, old, settings.source_eval_every),
     )
 
 
@@ -127,6 +121,20 @@ def run_dir(settings, phase, unit, augment, lrs, seed):
 
 def num_held_out(spec, classes):
     return data.describe(spec.held_out_of(classes)).num_examples
+
+
+def held_out_evaluation(settings, spec, classes, every):
+    """The `trainer.TrainConfig` fields of a periodic evaluation every `every` steps
+    against every held-out image of `classes` (as many generated), best by KID."""
+    return dict(
+        eval_every=every,
+        eval_num_images=num_held_out(spec, classes),
+        classifier=classifier_dir(settings),
+        eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
+        eval_data=spec.held_out_of(classes),
+        best_metric="kid",
+        classifier_classes=tuple(classes),
+    )
 
 
 def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes, source):
@@ -150,13 +158,7 @@ def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes
         checkpoint_every=settings.train_steps,
         log_every=settings.eval_every,
         sample_every=0,
-        eval_every=settings.eval_every,
-        eval_num_images=num_held_out(spec, classes),
-        classifier=classifier_dir(settings),
-        eval_cache_dir=os.path.join(settings.work_dir, "eval_cache"),
-        eval_data=spec.held_out_of(classes),
-        best_metric="kid",
-        classifier_classes=tuple(classes),
+        **held_out_evaluation(settings, spec, classes, settings.eval_every),
     )
 
 
