@@ -13,7 +13,6 @@ Where a model's names come from, first found first (`resolve`):
 5. none: sheets and reports fall back to class ids.
 """
 
-import dataclasses
 import os
 
 from absl import logging
@@ -107,14 +106,10 @@ def of_data(recorded):
       recorded: a `data.DataConfig` or its recorded JSON dict (`config.json`'s `data`).
     """
     if isinstance(recorded, dict):
-        fields = {f.name for f in dataclasses.fields(data.DataConfig)}
-        values = {k: v for k, v in recorded.items() if k in fields}
-        if values.get("classes") is not None:
-            values["classes"] = tuple(values["classes"])
         try:
-            recorded = data.DataConfig(**values)
+            recorded = data.config_from_record(recorded)
         except (data.DataError, TypeError) as e:
-            logging.warning("Cannot read class names from the recorded data %s: %s", values, e)
+            logging.warning("Cannot read class names from the recorded data %s: %s", recorded, e)
             return None
     try:
         source = data_sources.open_source(recorded)

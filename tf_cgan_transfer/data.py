@@ -118,6 +118,16 @@ class DataConfig:
             object.__setattr__(self, "classes", classes)
 
 
+def config_from_record(recorded, **overrides):
+    """The `DataConfig` of its recorded JSON dict (a run's `config.json` `data`): keys that
+    are not fields dropped, `classes` a tuple again; `overrides` replace fields."""
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    values = {k: v for k, v in recorded.items() if k in fields}
+    if values.get("classes") is not None:
+        values["classes"] = tuple(values["classes"])
+    return DataConfig(**dict(values, **overrides))
+
+
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
     """What a `DataConfig` yields, after the class subset and the per-class cap.

@@ -284,11 +284,7 @@ def _training_data(fv):
     recorded = model_io.training_data_of(fv.model)
     if recorded is None:
         return None
-    fields = {f.name for f in dataclasses.fields(data.DataConfig)}
-    values = {k: v for k, v in recorded.items() if k in fields}
-    if values.get("classes") is not None:
-        values["classes"] = tuple(values["classes"])
-    return data.DataConfig(**dict(values, flip=False))
+    return data.config_from_record(recorded, flip=False)
 
 
 def config_from_flags(fv):
