@@ -12,6 +12,7 @@ import tensorflow as tf
 from tests.model_fixtures import MAPPING, OLD_CLASSES, make_source, set_one_hot_mixtures
 from tf_cgan_transfer import affinity
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sheets
 from tf_cgan_transfer import transfer
@@ -137,10 +138,16 @@ class CommandLineTest(tf.test.TestCase):
         g = _kp_bn_generator(self.create_tempdir().full_path)
         models = self.create_tempdir().full_path
         model_io.save_models(models, g)
+        # The run's record of its initial mixtures, here twice the final ones.
+        initial = {k: 2 * v for k, v in mixture_stats.mixtures(g).items()}
+        np.savez(os.path.join(models, mixture_stats.INITIAL_FILE), **initial)
         out = self.create_tempdir().full_path
         result = self._run(f"--model={models}", "--top_k=1", f"--output_dir={out}")
         self.assertEqual(result.returncode, 0, result.stderr)
         lines = result.stdout.splitlines()
+        self.assertIn(
+            "  overall: change 0.500, correlation 1.000, top-5 share 1.000, entropy 0.000", lines
+        )
         self.assertIn(f"top 1 of {OLD_CLASSES} old classes", lines[0])
         # New class n draws on old class MAPPING[n] with weight 1.
         for n, old in enumerate(MAPPING):

@@ -21,6 +21,7 @@ from tf_cgan_transfer import data_sources
 from tf_cgan_transfer import classifier as classifier_lib
 from tf_cgan_transfer import font
 from tf_cgan_transfer import layers
+from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sheets
 from tf_cgan_transfer import trainer
@@ -346,6 +347,13 @@ class PeriodicEvaluationTest(tf.test.TestCase):
             for v in e.summary.value
         }
         self.assertIn((affinity.SUMMARY_TAG, 2), tags)
+        # ... and how far the mixtures moved from the ones recorded before step 1.
+        initial = mixture_stats.load_initial(os.path.join(model_dir, mixture_stats.INITIAL_FILE))
+        final = mixture_stats.mixtures(model_io.load_generator(os.path.join(model_dir, "models")))
+        expected = mixture_stats.diagnostics(final, initial)["overall"]
+        self.assertAllClose(report["diagnostics"]["overall"], expected)
+        self.assertGreater(expected["relative_change"], 0.0)
+        self.assertIn(("mixtures/relative_change", 2), tags)
 
     def test_eval_data_replaces_the_capped_training_data_as_real_images(self):
         root = self.create_tempdir().full_path

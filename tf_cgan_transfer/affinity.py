@@ -9,7 +9,8 @@ training run writes the report of its final sampling generator (EMA first) as
 classes x the union of their top old classes) in its run directory
 (`model_io.RunLayout`), and logs the heat map to TensorBoard (`train/class_affinity`);
 the command prints it for any kp_bn model or run directory (and writes the three files
-with --output_dir).
+with --output_dir). Both add `mixture_stats.diagnostics`: how far the mixtures moved from
+the run's recorded initial ones and how concentrated they are.
 
 Names (`class_names.resolve`): the new classes' from --class_names, else the run's
 report, else the run's training data; the old classes' from --source_class_names, else
@@ -30,6 +31,7 @@ from tf_cgan_transfer import cli
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import images
+from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sheets
 
@@ -64,13 +66,15 @@ def affinity_scores(generator):
     return scores.numpy(), len(layers_)
 
 
-def class_affinity(generator, top_k=5, old_names=None, new_names=None):
+def class_affinity(generator, top_k=5, old_names=None, new_names=None, initial=None):
     """For each new class, the old classes its learned mixtures weight most.
 
     The score of old class k for new class n is A(y_n)[k] averaged over every
     knowledge-propagating BN layer and over gain and bias. Returns a JSON-able dict; its
     `heatmap` holds the scores of every new class for the union of the top old classes
-    (`old_classes`, in order of first appearance), what `heatmap_picture` draws.
+    (`old_classes`, in order of first appearance), what `heatmap_picture` draws;
+    `diagnostics` the `mixture_stats.diagnostics` of the mixtures against `initial`
+    (the run's recorded initial mixtures, or None).
     """
     scores, num_layers = affinity_scores(generator)
     n, k = scores.shape
@@ -105,6 +109,7 @@ def class_affinity(generator, top_k=5, old_names=None, new_names=None):
         top_k=top_k,
         classes=classes,
         heatmap=heatmap,
+        diagnostics=mixture_stats.diagnostics(mixture_stats.mixtures(generator), initial),
     )
 
 
@@ -118,7 +123,10 @@ def format_affinity(report):
         label = entry["name"] or f"new class {entry['new_class']}"
         tops = ", ".join(f"{t['name'] or t['old_class']} ({t['score']:+.3f})" for t in entry["top"])
         lines.append(f"{label}: {tops}")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if report.get("diagnostics"):
+        text += mixture_stats.format_diagnostics(report["diagnostics"])
+    return text
 
 
 def heatmap_picture(report):
@@ -160,7 +168,14 @@ def old_class_names(num_source_classes, source=None, names_file=None):
 
 
 def write_run_report(
-    generator, directory, new_names=None, source=None, source_names=None, writer=None, step=0
+    generator,
+    directory,
+    new_names=None,
+    source=None,
+    source_names=None,
+    writer=None,
+    step=0,
+    initial=None,
 ):
     """The report of a finished kp_bn run: the three files, and the heat map in TensorBoard.
 
@@ -172,12 +187,13 @@ def write_run_report(
         (`old_class_names`).
       writer: the run's `tf.summary` writer, or None.
       step: the summary's step (an integer, or the run's int64 step variable).
+      initial: the run's initial mixtures (`mixture_stats.record_initial`), or None.
 
     Returns:
       The report.
     """
     old_names = old_class_names(generator.num_source_classes, source, source_names)
-    report = class_affinity(generator, old_names=old_names, new_names=new_names)
+    report = class_affinity(generator, old_names=old_names, new_names=new_names, initial=initial)
     write_report(report, directory)
     if writer is not None:
         with writer.as_default(step=step):
@@ -252,7 +268,8 @@ def run(config):
     )
     source = (model_io.recorded_config(config.model) or {}).get("source")
     old_names = old_class_names(generator.num_source_classes, source, config.source_class_names)
-    report = class_affinity(generator, config.top_k, old_names, new_names)
+    initial = mixture_stats.load_initial(mixture_stats.find_initial(config.model))
+    report = class_affinity(generator, config.top_k, old_names, new_names, initial)
     if config.output_dir:
         write_report(report, config.output_dir)
     return report

@@ -10,6 +10,7 @@ A training run directory (`--model_dir`) holds, as `RunLayout` names them:
     models/               final G and D as trained (a kp_bn or minegan 'ft' stage starts here)
     models_ema/           final EMA generator (what sampling and export use first)
     class_affinity.json   kp_bn runs: which old classes each new class draws on
+    mixture_init.npz      kp_bn runs: the mixtures before step 1 (mixture_stats)
     flags.txt, config.json, TensorBoard events
 
 A *models directory* (`save_models`) holds `generator_config.json`,

@@ -24,6 +24,7 @@ from tf_cgan_transfer import distribute
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import images
 from tf_cgan_transfer import limited_data
+from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
@@ -200,6 +201,7 @@ class Trainer:
             self.lecam = None
             if config.lecam_weight > 0:
                 self.lecam = limited_data.LeCamAverages(config.lecam_decay)
+        self.initial_mixtures = None  # kp_bn: set by `train` (mixture_stats)
         self.checkpoint = tf.train.Checkpoint(**self._trackables())
         # Only the chief writes: other workers save to a scratch directory.
         self.is_chief = distribute.is_chief(self.strategy)
@@ -345,6 +347,12 @@ class Trainer:
         """Runs (or resumes) the loop to `train_steps`; returns the last metrics."""
         cfg = self.config
         start = self.restore()
+        # kp_bn: the mixtures' starting point, against which their movement is measured.
+        self.initial_mixtures = None
+        if self.is_chief:
+            self.initial_mixtures = mixture_stats.record_initial(
+                self.output.root, self.generator, cfg.bn_checkpoint
+            )
         # What export/sample need to rebuild G from a checkpoint of this run (ckpt/).
         model_io.write_json(self.output.generator_config_file, self.generator.get_config())
         writer = tf.summary.create_file_writer(self.output.root)
@@ -403,6 +411,8 @@ class Trainer:
                     tf.summary.scalar(f"train/{k}", v)
                 tf.summary.scalar("train/steps_per_sec", rate)
                 tf.summary.scalar("train/input_wait_fraction", input_share)
+            if self.is_chief:
+                mixture_stats.log_summaries(self.generator, self.initial_mixtures, writer, step)
             last_time, last_step, waited = now, step, 0.0
         self._last_log = (last_time, last_step, waited)
         if is_due(step, cfg.sample_every):
@@ -443,4 +453,6 @@ class Trainer:
             model_io.save_models(out.ema_models_dir, self.ema_generator)
         if self.generator.conditioning == "kp_bn":
             args = (self.sampling_generator(), out.root, self.class_names, self.config.source)
-            affinity.write_run_report(*args, self.config.source_class_names, writer, self.step)
+            affinity.write_run_report(
+                *args, self.config.source_class_names, writer, self.step, self.initial_mixtures
+            )
