@@ -78,6 +78,10 @@ def affinity_table(spec, test_rows):
                 entry[f"{key}_top{k}"] = float(np.mean(values)) if values else None
                 entry[f"{key}_top{k}_chance"] = hits[0][f"{key}_chance"]
             entry["counted"] = hits[0]["related_counted"]
+        for key in transfer_runs.MIXTURE_STATS:
+            values = [(r.get("mixtures") or {}).get(key) for r in group]
+            values = [v for v in values if v is not None]
+            entry[key] = float(np.mean(values)) if values else None
         entry["top3_seed0"] = {
             spec.class_names[n]: [spec.class_names[spec.old_classes[k]] for k in ranked[:3]]
             for n, ranked in zip(spec.test_classes, group[0]["affinity"])
@@ -222,15 +226,20 @@ def _affinity_lines(report):
         "",
         "Share of test classes whose top-1 / top-3 learned affinity (mean mixture weight "
         "over all BN layers) is an upgrade parent or child (related), or of the same race; "
-        "chance in brackets.",
+        "chance in brackets. Did the mixtures learn at all: ‖A − A₀‖/‖A₀‖ and the "
+        "correlation of A with its initialisation A₀ (1: unchanged pattern), the share of "
+        "each class's mixture mass in its top 5 old classes and the entropy (units of log K).",
         "",
-        "| row | aug. | related top-1 | related top-3 | same race top-1 | same race top-3 |",
-        "|---|---|---|---|---|---|",
+        "| row | aug. | related top-1 | related top-3 | same race top-1 | same race top-3 "
+        "| change | corr. with A₀ | top-5 share | entropy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    number = lambda v: "n/a" if v is None else f"{v:.3f}"
     for e in table:
         cells = [e["row"], e["augment"]]
         for key in ("related_top1", "related_top3", "same_group_top1", "same_group_top3"):
             cells.append(f"{_pct(e[key])} ({_pct(e[key + '_chance'])})")
+        cells += [number(e.get(key)) for key in transfer_runs.MIXTURE_STATS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Seed 0's top 3 (first row): "]
     for name, tops in table[0]["top3_seed0"].items():

@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from benchmarks import workers
+from tf_cgan_transfer import affinity
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
@@ -50,6 +51,9 @@ METRICS = (
     "class_accuracy",
     "mean_per_class_fid",
 )
+# A kp_bn row's `mixtures`: how far its mixtures moved from their initialisation and how
+# concentrated they are (`mixture_stats`; means over layers and new classes).
+MIXTURE_STATS = ("relative_change", "correlation", "mean_top_share", "mean_entropy")
 
 
 def row_unit(row):
@@ -197,12 +201,17 @@ def read_evals(model_dir, offset=0, up_to=None):
 
 
 def _affinity(directory):
-    path = os.path.join(directory, "class_affinity.json")
+    """`(ranked, mixtures)` of a kp_bn run's affinity report: each new class's old classes,
+    best first, and the overall `mixture_stats.diagnostics` scalars (None, None without a
+    report)."""
+    path = os.path.join(directory, affinity.JSON_FILE)
     if not os.path.exists(path):
-        return None
+        return None, None
     with open(path) as f:
         report = json.load(f)
-    return [[t["old_class"] for t in entry["top"]] for entry in report["classes"]]
+    ranked = [[t["old_class"] for t in entry["top"]] for entry in report["classes"]]
+    overall = report["diagnostics"]["overall"]
+    return ranked, {k: overall[k] for k in MIXTURE_STATS}
 
 
 def _value(record, key):
@@ -239,7 +248,7 @@ def _record(row, item, **fields):
     return record
 
 
-def _row(row, item, evals, seconds, params, directory, affinity=None):
+def _row(row, item, evals, seconds, params, directory, affinity=None, mixtures=None):
     curve, final, best = _summary(evals)
     return _record(
         row,
@@ -251,6 +260,7 @@ def _row(row, item, evals, seconds, params, directory, affinity=None):
         best=best,
         run_dir=directory,
         affinity=affinity,
+        mixtures=mixtures,
         failed=None,
     )
 
@@ -299,6 +309,7 @@ def _failed_rows(item, message):
             best=nan,
             run_dir=None,
             affinity=None,
+            mixtures=None,
             failed=message,
         )
         for row in unit_rows(item[1])
@@ -329,7 +340,13 @@ def _train_unit(settings, spec, item, source, model_dir):
         row = "kp_bn (bn+ft)" if unit == "kp_bn" else unit
         rows = [
             _row(
-                row, item, staged, first + ft_seconds, [g, d, ft_g, ft_d], ft_dir, _affinity(ft_dir)
+                row,
+                item,
+                staged,
+                first + ft_seconds,
+                [g, d, ft_g, ft_d],
+                ft_dir,
+                *_affinity(ft_dir),
             )
         ]
         if unit == "kp_bn":
@@ -343,7 +360,7 @@ def _train_unit(settings, spec, item, source, model_dir):
                     first + second,
                     [g, d],
                     first_dir,
-                    _affinity(first_dir),
+                    *_affinity(first_dir),
                 ),
             )
     return rows

@@ -254,6 +254,9 @@ class QuickModeTest(tf.test.TestCase):
                 self.assertLen(tops, 3)
                 self.assertTrue(set(tops) <= old_names)
             self.assertIn(entry["related_top1"], (0.0, 1.0))
+            # The mixtures of 4 steps moved a little from the run's recorded initial ones.
+            self.assertBetween(entry["correlation"], 0.5, 1.0)
+            self.assertGreater(entry["relative_change"], 0.0)
 
     def test_a_second_run_reuses_every_finished_run(self):
         results = glob.glob(
@@ -296,6 +299,9 @@ def _test_row(row, seed, kid, failed=False, augment="none", lrs=(2e-4, 2e-4)):
         best=best,
         run_dir=None,
         affinity=[[0, 1, 2]],
+        mixtures=dict(
+            relative_change=0.1 * (seed + 1), correlation=0.9, mean_top_share=0.5, mean_entropy=0.8
+        ),
         failed=None,
     )
 
@@ -374,4 +380,6 @@ class FailedRunTest(tf.test.TestCase):
         self.assertIn("5 / 7, then 9 / 7", text)
         self.assertEqual(report["affinity"][0]["seeds"], 2)
         self.assertEqual(report["affinity"][0]["related_top3"], 1.0)  # old index 1 is class 1
+        self.assertAllClose(report["affinity"][0]["relative_change"], 0.15)  # seeds 0 and 1
+        self.assertIn("| 0.150 | 0.900 | 0.500 | 0.800 |", text)
         transfer_report.plot_curves(report, os.path.join(self.create_tempdir().full_path, "c.png"))
