@@ -106,6 +106,54 @@ class KnowledgePropagationBatchNormTest(tf.test.TestCase):
             conditional_bn.KnowledgePropagationBatchNorm(4, 3, residual_init="random")
 
 
+class MixtureOptionsTest(tf.test.TestCase):
+    """A's initialisers, spectral norm on/off and `set_mixtures`, k = 4 old, n = 3 new."""
+
+    def _layer(self, **kwargs):
+        bn = conditional_bn.KnowledgePropagationBatchNorm(4, 3, **kwargs)
+        bn(tf.random.normal([2, 2, 2, 5]), class_code=tf.one_hot([0, 2], 3))
+        return bn
+
+    def _weights(self, bn):
+        return [w.numpy() for w in bn.mixture_weights(tf.eye(3))]
+
+    def test_initialisers_without_spectral_norm(self):
+        for init, expected in (("zeros", np.zeros([3, 4])), ("uniform", np.full([3, 4], 0.25))):
+            bn = self._layer(mixture_init=init, mixture_spectral_norm=False)
+            self.assertNotIn("u", [w.name.split("/")[-1][:-2] for w in bn.weights])
+            for weights in self._weights(bn):
+                self.assertAllClose(weights, expected)
+        small = self._layer(mixture_init="small", mixture_spectral_norm=False)
+        gram = small.A_gamma.kernel.numpy() @ small.A_gamma.kernel.numpy().T
+        self.assertAllClose(gram, 1e-4 * np.eye(3), atol=1e-9)  # orthogonal rows, norm 0.01
+
+    def test_set_mixtures_exact_without_and_scaled_with_spectral_norm(self):
+        prior = np.random.default_rng(0).dirichlet(np.ones(4), size=3)
+        plain = self._layer(mixture_init="prior", mixture_spectral_norm=False)
+        plain.set_mixtures(prior)
+        for weights in self._weights(plain):
+            self.assertAllClose(weights, prior, atol=1e-6)
+        sn = self._layer(mixture_init="prior")
+        sn.set_mixtures(prior)
+        # sigma as the layer's power iteration computes it, from the top singular vector.
+        sigma = np_spectral_normalize(prior, np.linalg.svd(prior)[2][:1])[2]
+        self.assertAllClose(sigma, np.linalg.svd(prior, compute_uv=False)[0], rtol=1e-3)
+        for weights in self._weights(sn):
+            self.assertAllClose(weights, prior / sigma, atol=1e-5)
+        assert_config_round_trip(
+            self, sn, tf.random.normal([2, 2, 2, 5]), class_code=tf.one_hot([0, 2], 3)
+        )
+        self.assertEqual(sn.get_config()["mixture_init"], "prior")
+
+    def test_bad_combinations_are_one_clear_error(self):
+        with self.assertRaisesRegex(ValueError, "would divide by a zero norm.*spectral norm off"):
+            conditional_bn.KnowledgePropagationBatchNorm(4, 3, mixture_init="zeros")
+        with self.assertRaisesRegex(ValueError, "would equal 'orthogonal'"):
+            conditional_bn.check_mixture("small", True)
+        with self.assertRaisesRegex(ValueError, "Unknown mixture_init 'random'"):
+            conditional_bn.check_mixture("random", False)
+
+
 class FactoryTest(tf.test.TestCase):
     def test_make_picks_the_layer_of_each_conditioning(self):
         hyper = conditional_bn.make({"type": "biggan", "shared_embedding": False}, "HyperBN")

@@ -116,6 +116,27 @@ class FlagfileTest(tf.test.TestCase):
         ):
             train.config_from_flags(fv)
 
+    def test_mixture_flags(self):
+        config = train.config_from_flags(
+            parse("--flagfile=configs/flowers.flags", "--mixture_init=uniform")
+        )
+        self.assertEqual((config.mixture_init, config.mixture_spectral_norm), ("uniform", True))
+        self.assertEqual(config.transfer_config(5).mixture_init, "uniform")
+        config = train.config_from_flags(
+            parse(
+                "--flagfile=configs/flowers.flags",
+                "--mixture_init=zeros",
+                "--nomixture_spectral_norm",
+            )
+        )
+        self.assertFalse(config.transfer_config(5).mixture_spectral_norm)
+        fv = parse("--flagfile=configs/flowers.flags", "--mixture_init=zeros")
+        with self.assertRaisesRegex(Exception, "--nomixture_spectral_norm"):
+            train.config_from_flags(fv)
+        fv = parse("--flagfile=configs/flowers.flags", "--mixture_init=prior")  # TF-Hub: no D
+        with self.assertRaisesRegex(Exception, "--mixture_init=prior .* TF-Hub BigGAN has none"):
+            train.config_from_flags(fv)
+
     def test_limited_data_flags(self):
         config = train.config_from_flags(parse("--flagfile=configs/flowers.flags"))
         # Off by default: the paper's training.

@@ -14,6 +14,7 @@ from tf_cgan_transfer import model_io
 from tf_cgan_transfer import pytorch_import
 from tf_cgan_transfer import transfer
 
+from tests.layer_references import np_spectral_normalize
 from tests.model_fixtures import MAPPING, OLD_CLASSES, make_source, set_one_hot_mixtures
 
 
@@ -62,6 +63,43 @@ class KnowledgePropagationInvariantTest(tf.test.TestCase):
         # A fresh D for the new classes, since hub modules ship none.
         self.assertEqual(models.discriminator.num_classes, 3)
         self.assertEqual(models.discriminator.resolution, 128)
+
+    def test_a_prior_mixture_equals_the_source_at_that_soft_label(self):
+        # Extends the invariant: A(y_n) = prior[n] with R = 0 gives the old classes'
+        # mixture, i.e. the source fed the soft label prior[n] (exact without spectral
+        # norm; with it, the prior scaled to spectral norm 1).
+        directory = self.create_tempdir().full_path
+        source, _ = make_source(directory, shared=True)
+        prior = np.random.default_rng(4).dirichlet(np.ones(OLD_CLASSES), size=3)
+        z = biggan.sample_z(3, 8, seed=5)
+        # (sigma as the layer's power iteration computes it from the top singular vector)
+        sigma = np_spectral_normalize(prior, np.linalg.svd(prior)[2][:1])[2]
+        for spectral_norm, label in ((False, prior), (True, prior / sigma)):
+            config = transfer.TransferConfig(
+                "kp_bn", 3, mixture_init="prior", mixture_spectral_norm=spectral_norm
+            )
+            calls = []
+            g = transfer.build(
+                config, source=directory, prior=lambda g, d: calls.append(d) or prior
+            ).generator
+            self.assertEqual(calls, [None])  # called once, with the source's (absent) D
+            expected = source((z, tf.constant(label, tf.float32)))
+            self.assertAllClose(g((z, tf.range(3))), expected, atol=1e-5, rtol=0)
+        hard = source((z, tf.constant(MAPPING)))
+        self.assertGreater(float(tf.reduce_max(tf.abs(expected - hard))), 1e-2)
+
+    def test_prior_needs_its_function_and_the_right_shape(self):
+        directory = self.create_tempdir().full_path
+        make_source(directory)
+        config = transfer.TransferConfig("kp_bn", 3, mixture_init="prior")
+        with self.assertRaisesRegex(transfer.TransferError, "needs prior="):
+            transfer.build(config, source=directory)
+        with self.assertRaisesRegex(
+            transfer.TransferError, r"\(2, 5\); this transfer needs \(3, 5\)"
+        ):
+            transfer.build(config, source=directory, prior=lambda g, d: np.ones([2, 5]))
+        with self.assertRaisesRegex(transfer.TransferError, "spectral norm"):
+            transfer.TransferConfig("kp_bn", 3, mixture_init="zeros").validate()
 
     def test_prior_knowledge_is_the_effective_projection(self):
         directory = self.create_tempdir().full_path

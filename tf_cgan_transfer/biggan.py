@@ -169,6 +169,8 @@ class Generator(tf.keras.Model):
         over K classes), fed with the miner's old-class weights.
       num_source_classes: K, the old classes' count ("kp_bn" and "minegan").
       residual_init: initialiser of the per-class residuals R ("zeros", "orthogonal").
+      mixture_init, mixture_spectral_norm: kp_bn's mixtures A: kernel initialiser and
+        spectral norm (`conditional_bn.KnowledgePropagationBatchNorm`).
       miner_hidden_dim: width of the miner's hidden layers ("minegan" only).
     """
 
@@ -188,6 +190,8 @@ class Generator(tf.keras.Model):
         conditioning="biggan",
         num_source_classes=None,
         residual_init="zeros",
+        mixture_init="orthogonal",
+        mixture_spectral_norm=True,
         miner_hidden_dim=miner_lib.DEFAULT_HIDDEN_DIM,
         name="Generator",
         **kwargs,
@@ -237,6 +241,8 @@ class Generator(tf.keras.Model):
         self.conditioning = conditioning
         self.num_source_classes = num_source_classes
         self.residual_init = residual_init
+        self.mixture_init = mixture_init
+        self.mixture_spectral_norm = mixture_spectral_norm
         self.miner_hidden_dim = miner_hidden_dim
         self.attention_index = (
             block_resolutions.index(attention_resolution) if attention_resolution else None
@@ -282,6 +288,10 @@ class Generator(tf.keras.Model):
         if self.conditioning in ("biggan", "minegan"):
             return dict(type="biggan", shared_embedding=bool(self.shared_dim), **common)
         z_chunk = self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
+        if self.conditioning == "kp_bn":
+            common.update(
+                mixture_init=self.mixture_init, mixture_spectral_norm=self.mixture_spectral_norm
+            )
         return dict(
             type=self.conditioning,
             num_old_classes=self.num_source_classes or 0,
@@ -362,6 +372,8 @@ class Generator(tf.keras.Model):
             conditioning=self.conditioning,
             num_source_classes=self.num_source_classes,
             residual_init=self.residual_init,
+            mixture_init=self.mixture_init,
+            mixture_spectral_norm=self.mixture_spectral_norm,
             miner_hidden_dim=self.miner_hidden_dim,
             name=self.name,
         )

@@ -123,8 +123,11 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
     Weights (row layouts, i.e. the transposes of the column notation in docs/method.md):
       P_gamma, P_beta `[K, C]`: row k is old class k's gain/bias offset (prior knowledge).
       Wz_gamma, Wz_beta `[dz, C]`: the pretrained z part (only when `z_dim > 0`).
-      A_gamma, A_beta: spectrally normalised dense N -> K with bias, orthogonal init;
-        `A(y)` are the new class's mixture weights over the old classes.
+      A_gamma, A_beta: dense N -> K with bias (zero at init), spectrally normalised
+        unless `mixture_spectral_norm=False`; `A(y)` are the new class's mixture weights
+        over the old classes. Kernel init (`mixture_init`): "orthogonal" (the
+        reference's), "zeros", "uniform" (1/K), "small" (orthogonal x 0.01) or "prior"
+        (uniform until `set_mixtures` assigns a data-derived prior).
       R_gamma, R_beta `[N, C]`: per-new-class residuals, zero (default) or orthogonal.
     With `use_mixture=False` there is no P and no A (the BN-only baseline: new per-class
     gains/biases `R` learned from scratch on top of the pretrained z part).
@@ -132,11 +135,15 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
     Args:
       num_old_classes: K. num_new_classes: N. z_dim: width of the z chunk (0: none).
       use_mixture: include P and A. residual_init: 'zeros' or 'orthogonal'.
+      mixture_init, mixture_spectral_norm: A's kernel initialiser and whether A is
+        spectrally normalised (`check_mixture`: spectral norm divides the scale of the
+        kernel out, so "small" would equal "orthogonal" and "zeros" would divide by 0).
       epsilon, sn_epsilon: BN and spectral-norm epsilons (1e-4 like the hub).
       sn_norm_style: the spectral norm's normalisation (`layers.SN_NORM_STYLES`).
     """
 
     RESIDUAL_INITS = ("zeros", "orthogonal")
+    MIXTURE_INITS = ("orthogonal", "zeros", "uniform", "small", "prior")
 
     def __init__(
         self,
@@ -148,6 +155,8 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
         epsilon=1e-4,
         sn_epsilon=1e-4,
         sn_norm_style="rsqrt",
+        mixture_init="orthogonal",
+        mixture_spectral_norm=True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -155,6 +164,9 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
             raise ValueError(
                 f"Unknown residual_init {residual_init!r}; use one of {self.RESIDUAL_INITS}."
             )
+        check_mixture(mixture_init, mixture_spectral_norm)
+        self.mixture_init = mixture_init
+        self.mixture_spectral_norm = mixture_spectral_norm
         self.num_old_classes = num_old_classes
         self.num_new_classes = num_new_classes
         self.z_dim = z_dim
@@ -174,15 +186,8 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
         if self.use_mixture:
             self.P_gamma = weight("P_gamma", [k, channels], "zeros")
             self.P_beta = weight("P_beta", [k, channels], "zeros")
-            sn = dict(
-                use_bias=True,
-                epsilon=self.sn_epsilon,
-                norm_style=self.sn_norm_style,
-                kernel_initializer="orthogonal",
-                dtype=FLOAT32,
-            )
-            self.A_gamma = SNDense(k, name="A_gamma", **sn)
-            self.A_beta = SNDense(k, name="A_beta", **sn)
+            self.A_gamma = self._mixture_layer(k, "A_gamma")
+            self.A_beta = self._mixture_layer(k, "A_beta")
             build_sublayer(self.A_gamma, [None, n])
             build_sublayer(self.A_beta, [None, n])
         self.Wz_gamma = self.Wz_beta = None
@@ -194,6 +199,37 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
         self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
         build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
         super().build(input_shape)
+
+    def _mixture_layer(self, k, name):
+        initializers = dict(
+            orthogonal="orthogonal",
+            zeros="zeros",
+            uniform=tf.keras.initializers.Constant(1.0 / k),
+            small=tf.keras.initializers.Orthogonal(gain=0.01),
+            prior=tf.keras.initializers.Constant(1.0 / k),
+        )
+        common = dict(use_bias=True, kernel_initializer=initializers[self.mixture_init])
+        if not self.mixture_spectral_norm:
+            return tf.keras.layers.Dense(k, name=name, dtype=FLOAT32, **common)
+        sn = dict(epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
+        return SNDense(k, name=name, dtype=FLOAT32, **sn, **common)
+
+    def set_mixtures(self, weights):
+        """Makes A(y_n) = `weights[n]` (float `[N, K]`) for gain and bias at this step.
+
+        Without spectral norm the kernel is `weights` and the bias 0. With it, the
+        effective kernel is `weights / sigma(weights)`: the same ranking, at spectral norm
+        1 (the layer can represent nothing else).
+        """
+        weights = tf.convert_to_tensor(weights, tf.float32)
+        for a in (self.A_gamma, self.A_beta):
+            a.kernel.assign(weights)
+            a.bias.assign(tf.zeros_like(a.bias))
+            if self.mixture_spectral_norm:
+                # The power iteration's u from the top left singular vector: A(y) is then
+                # weights / sigma from the first call on, not after a few iterations.
+                _, _, v = tf.linalg.svd(weights)
+                a.u.assign(tf.reshape(v[:, 0], [1, -1]))
 
     def mixture_weights(self, y, training=False):
         """`(w_gamma, w_beta)`, each `[B, K]`: the old-class mixtures of classes `y`."""
@@ -225,8 +261,25 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
             epsilon=self.epsilon,
             sn_epsilon=self.sn_epsilon,
             sn_norm_style=self.sn_norm_style,
+            mixture_init=self.mixture_init,
+            mixture_spectral_norm=self.mixture_spectral_norm,
         )
         return config
+
+
+def check_mixture(mixture_init, spectral_norm):
+    """Raises a ValueError unless A's initialiser and spectral norm go together."""
+    inits = KnowledgePropagationBatchNorm.MIXTURE_INITS
+    if mixture_init not in inits:
+        raise ValueError(f"Unknown mixture_init {mixture_init!r}; use one of {inits}.")
+    if spectral_norm and mixture_init in ("zeros", "small"):
+        why = "divide by a zero norm" if mixture_init == "zeros" else "equal 'orthogonal'"
+        raise ValueError(
+            f"mixture_init={mixture_init!r} with a spectrally normalised A would {why} "
+            "(spectral norm divides the kernel's scale out): turn A's spectral norm off "
+            "(mixture_spectral_norm=False, --nomixture_spectral_norm) or use "
+            "'orthogonal', 'uniform' or 'prior'."
+        )
 
 
 def make(config, name):

@@ -19,6 +19,7 @@ from absl import logging
 import tensorflow as tf
 
 from tf_cgan_transfer import cli
+from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import data
 from tf_cgan_transfer import distribute
 from tf_cgan_transfer import limited_data
@@ -93,6 +94,21 @@ def define_flags(fv):
         "zeros",
         ["zeros", "orthogonal"],
         "Init of the per-class residuals R.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "mixture_init",
+        "orthogonal",
+        list(conditional_bn.KnowledgePropagationBatchNorm.MIXTURE_INITS),
+        "kp_bn: init of the mixtures A: orthogonal (the reference's), zeros, uniform (1/K), "
+        "small (orthogonal x 0.01), prior (the source D's scores of the new classes' "
+        "images; needs a source with a D). zeros and small need --nomixture_spectral_norm.",
+        flag_values=fv,
+    )
+    flags.DEFINE_boolean(
+        "mixture_spectral_norm",
+        True,
+        "kp_bn: spectrally normalise the mixtures A (the reference's ImageNet code does).",
         flag_values=fv,
     )
     flags.DEFINE_integer("freeze_d_blocks", 2, "freeze_d: D blocks kept frozen.", flag_values=fv)
@@ -293,6 +309,18 @@ def config_from_flags(fv):
     """The typed `TrainConfig` of parsed flags; raises a `UserError` on bad combinations."""
     method, stage = fv.method, fv.stage
     transfer.check_method(method, stage, fv.residual_init)
+    try:
+        conditional_bn.check_mixture(fv.mixture_init, fv.mixture_spectral_norm)
+    except ValueError as e:
+        raise transfer.TransferError(str(e)) from e
+    hub = fv.source and not (
+        model_io.is_model_path(fv.source) or model_io.is_pytorch_source(fv.source)
+    )
+    if fv.mixture_init == "prior" and hub:
+        raise transfer.TransferError(
+            "--mixture_init=prior scores the new classes' images with the source's D; a "
+            "TF-Hub BigGAN has none. Use a source with a D or another --mixture_init."
+        )
     # The policy is checked even with --augment=none: a typo fails now, not when enabled.
     policy = limited_data.parse_policy(fv.augment_policy)
     limited_data.check(fv.augment, policy, fv.lecam_weight, fv.lecam_decay)

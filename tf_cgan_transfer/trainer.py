@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow as tf
 
 from tf_cgan_transfer import affinity
+from tf_cgan_transfer import affinity_prior
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import class_names
 from tf_cgan_transfer import data
@@ -76,6 +77,8 @@ class TrainConfig:
     source_ema: bool = False
     bn_checkpoint: Optional[str] = None
     residual_init: str = "zeros"
+    mixture_init: str = "orthogonal"
+    mixture_spectral_norm: bool = True
     freeze_d_blocks: int = 2
     architecture: transfer.ArchitectureConfig = transfer.ArchitectureConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -124,6 +127,8 @@ class TrainConfig:
             num_new_classes=num_new_classes,
             stage=self.stage,
             residual_init=self.residual_init,
+            mixture_init=self.mixture_init,
+            mixture_spectral_norm=self.mixture_spectral_norm,
             freeze_d_blocks=self.freeze_d_blocks,
             resolution=self.data.resolution,
             seed=self.seed,
@@ -187,6 +192,12 @@ class Trainer:
                 bn_checkpoint=config.bn_checkpoint,
                 architecture=config.architecture,
                 source_ema=config.source_ema,
+                prior=affinity_prior.for_run(
+                    config.model_dir,
+                    self.data_plan,
+                    num_classes,
+                    write=distribute.is_chief(self.strategy),
+                ),
             )
             self.generator = self.models.generator
             self.discriminator = self.models.discriminator

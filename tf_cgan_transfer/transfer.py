@@ -100,6 +100,10 @@ class TransferConfig:
       stage: one of STAGES[method]; None = the method's first stage.
       residual_init: "zeros" (default: step 0 is a pure mixture of old classes) or
         "orthogonal" (the reference code's init) for R.
+      mixture_init, mixture_spectral_norm: kp_bn's mixtures A: kernel initialiser
+        ("orthogonal", the reference's; "zeros", "uniform", "small"; "prior", from the
+        source D's view of the new classes' images, `affinity_prior`) and whether A is
+        spectrally normalised (`conditional_bn.check_mixture`).
       freeze_d_blocks: D blocks kept frozen by `freeze_d`.
       resolution: the resolution the data needs; None accepts the source's.
       seed: seed of the fresh class parameters.
@@ -112,6 +116,8 @@ class TransferConfig:
     freeze_d_blocks: int = 2
     resolution: Optional[int] = None
     seed: int = 0
+    mixture_init: str = "orthogonal"
+    mixture_spectral_norm: bool = True
 
     @property
     def resolved_stage(self):
@@ -119,6 +125,10 @@ class TransferConfig:
 
     def validate(self):
         check_method(self.method, self.stage, self.residual_init)
+        try:
+            conditional_bn.check_mixture(self.mixture_init, self.mixture_spectral_norm)
+        except ValueError as e:
+            raise TransferError(str(e)) from e
         if not isinstance(self.num_new_classes, (int, np.integer)) or self.num_new_classes < 1:
             raise TransferError(
                 f"num_new_classes must be an integer >= 1, got {self.num_new_classes!r}."
@@ -190,7 +200,12 @@ def _fresh_like(reference, shape, seed):
 def _new_generator(source, config):
     method, n = config.method, config.num_new_classes
     generator_config = source.get_config()
-    generator_config.update(num_classes=n, residual_init=config.residual_init)
+    generator_config.update(
+        num_classes=n,
+        residual_init=config.residual_init,
+        mixture_init=config.mixture_init,
+        mixture_spectral_norm=config.mixture_spectral_norm,
+    )
     if method in ("kp_bn", "bn_only", "minegan"):
         generator_config.update(conditioning=method, num_source_classes=source.num_classes)
     generator = biggan.Generator.from_config(generator_config).build_weights()
@@ -337,7 +352,21 @@ def _scratch_models(config, architecture):
     return generator, discriminator
 
 
-def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema=False):
+def _set_prior(generator, source_g, source_d, prior):
+    if prior is None:
+        raise TransferError(
+            "mixture_init='prior' needs prior= (a function of the source's G and D giving "
+            "the [N, K] initial mixtures, e.g. affinity_prior.for_source)."
+        )
+    weights = np.asarray(prior(source_g, source_d), np.float32)
+    expected = (generator.num_classes, generator.num_source_classes)
+    if weights.shape != expected:
+        raise TransferError(f"The prior is {weights.shape}; this transfer needs {expected}.")
+    for bn in conditional_bn.knowledge_propagating(generator):
+        bn.set_mixtures(weights)
+
+
+def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema=False, prior=None):
     """Builds the models of `config` (a TransferConfig) and the variables they train.
 
     Args:
@@ -352,6 +381,9 @@ def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema
         defaults).
       source_ema: for a BigGAN-PyTorch source, start from its G_ema instead of G (the
         paper's choice).
+      prior: with `mixture_init="prior"` (kp_bn's first stage), a function of the source
+        `(generator, discriminator or None)` returning the `[N, K]` initial mixtures
+        (`affinity_prior`).
 
     Returns:
       A `TransferModels`.
@@ -381,6 +413,8 @@ def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema
             )
         _check_resolution(source_g, config, "the source model")
         generator = _new_generator(source_g, config)
+        if config.method == "kp_bn" and config.mixture_init == "prior":
+            _set_prior(generator, source_g, source_d, prior)
         discriminator = _new_discriminator(source_g, source_d, config)
     g_vars, d_vars = trainable_variables(generator, discriminator, config)
     return TransferModels(generator, discriminator, g_vars, d_vars, config)
