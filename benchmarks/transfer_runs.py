@@ -31,9 +31,6 @@ AUGMENTS = ("none", "diffaugment")
 # Two-stage units: (first stage, its share of the steps). kp_bn's bn stage runs first as
 # in the paper; MineGAN trains its miner alone first, then miner and G together.
 FIRST_STAGE = {"kp_bn": ("bn", 2 / 3), "minegan": ("miner", 1 / 2)}
-# (G, D) learning rates of the sweep: the paper's ImageNet pair, its CIFAR pair, and ten
-# times the CIFAR G rate (the BN-only methods move few, small parameters).
-LEARNING_RATES = ((1e-4, 4e-4), (2e-4, 2e-4), (2e-3, 2e-4))
 RESULT_FILE = "result.json"
 # The source the transfers load when it keeps an EMA generator (`prepare_source`).
 TRANSFER_SOURCE = "models_transfer"
