@@ -130,6 +130,11 @@ class FlagfileTest(tf.test.TestCase):
             )
         )
         self.assertFalse(config.transfer_config(5).mixture_spectral_norm)
+        fv = parse("--flagfile=configs/flowers.flags", "--a_lr_scale=10", "--p_lr_scale=0")
+        scales = train.config_from_flags(fv).optimizer.lr_scales()
+        self.assertEqual(scales, dict(a=10.0, r=1.0, p=0.0))
+        with self.assertRaisesRegex(flags.IllegalFlagValueError, "r_lr_scale"):
+            parse("--flagfile=configs/flowers.flags", "--r_lr_scale=-1")
         fv = parse("--flagfile=configs/flowers.flags", "--mixture_init=zeros")
         with self.assertRaisesRegex(Exception, "--nomixture_spectral_norm"):
             train.config_from_flags(fv)

@@ -171,6 +171,14 @@ def define_flags(fv):
     flags.DEFINE_float("d_beta1", 0.0, "D Adam beta1.", flag_values=fv)
     flags.DEFINE_float("d_beta2", 0.999, "D Adam beta2.", flag_values=fv)
     flags.DEFINE_float("adam_eps", 1e-6, "Adam epsilon (both).", flag_values=fv)
+    for group, what in (("a", "mixtures A"), ("r", "residuals R"), ("p", "old-class offsets P")):
+        flags.DEFINE_float(
+            f"{group}_lr_scale",
+            1.0,
+            f"kp_bn bn stage (bn_only: R): multiplier of --g_lr for the {what} (0 freezes).",
+            lower_bound=0.0,
+            flag_values=fv,
+        )
     flags.DEFINE_float("ema_decay", 0.0, "EMA decay of G (0: no EMA generator).", flag_values=fv)
     flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages.", flag_values=fv)
     # ---- Limited data: D's augmentation and regularisation ------------------------------

@@ -271,6 +271,18 @@ def _excluding(variables, excluded):
     return [v for v in variables if id(v) not in excluded]
 
 
+def bn_parameter_groups(generator):
+    """kp_bn's and bn_only's BN parameters by role: `{"a": A's kernels and biases,
+    "r": the residuals R, "p": the old classes' offsets P}` (empty lists without)."""
+    groups = dict(a=[], r=[], p=[])
+    for bn in conditional_bn.knowledge_propagating(generator):
+        groups["r"] += [bn.R_gamma, bn.R_beta]
+        if bn.use_mixture:
+            groups["a"] += bn.A_gamma.trainable_variables + bn.A_beta.trainable_variables
+            groups["p"] += [bn.P_gamma, bn.P_beta]
+    return groups
+
+
 def trainable_variables(generator, discriminator, config):
     """`(g_variables, d_variables)` that the method and stage train, from layer objects."""
     method, stage = config.method, config.resolved_stage

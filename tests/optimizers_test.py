@@ -1,0 +1,94 @@
+"""Tests of tf_cgan_transfer.optimizers: Adam with per-group learning-rate multipliers."""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tests import model_fixtures
+from tests import distribution
+from tf_cgan_transfer import data
+from tf_cgan_transfer import optimizers
+from tf_cgan_transfer import trainer
+from tf_cgan_transfer import transfer
+
+
+def _numpy_adam(x, grads, lr, beta2=0.999, eps=1e-6):
+    """Adam with beta1 = 0 (BigGAN's), in float64, from its definition."""
+    x, v = np.array(x, np.float64), np.zeros_like(x, np.float64)
+    for t, g in enumerate(grads, start=1):
+        v = beta2 * v + (1 - beta2) * g**2
+        x = x - lr * np.sqrt(1 - beta2**t) * g / (np.sqrt(v) + eps)
+    return x
+
+
+class ScaledAdamTest(tf.test.TestCase):
+    def _run(self, strategy):
+        grads = [np.array([0.3, -0.5]), np.array([-0.1, 0.2]), np.array([0.4, 0.4])]
+        with strategy.scope():
+            scaled, plain = tf.Variable([1.0, 2.0]), tf.Variable([1.0, 2.0])
+            opt = optimizers.make(1e-2, 0.0, 0.999, 1e-6, lr_scales=[(scaled, 10.0)])
+
+        @tf.function
+        def step(g):
+            def replica_fn():
+                # Each replica's gradient is g / replicas: the all-reduce sums them to g.
+                share = g / strategy.num_replicas_in_sync
+                opt.apply_gradients([(share, scaled), (share, plain)])
+
+            strategy.run(replica_fn)
+
+        for g in grads:
+            step(tf.constant(g, tf.float32))
+        self.assertAllClose(scaled, _numpy_adam([1.0, 2.0], grads, 1e-1), atol=1e-5)
+        self.assertAllClose(plain, _numpy_adam([1.0, 2.0], grads, 1e-2), atol=1e-6)
+
+    def test_a_multiplier_is_adam_at_the_multiplied_rate(self):
+        self._run(tf.distribute.get_strategy())
+
+    def test_on_two_replicas(self):
+        self._run(distribution.two_replica_strategy())
+
+    def test_groups_at_zero_are_frozen_and_at_one_left_alone(self):
+        a, r, p, other = (tf.Variable(0.0) for _ in range(4))
+        groups = dict(a=[a], r=[r], p=[p])
+        pairs, kept = optimizers.scaled_groups(groups, [a, r, p, other], dict(a=5.0, r=1.0, p=0))
+        self.assertEqual([(v is a, s) for v, s in pairs], [(True, 5.0)])
+        self.assertEqual([id(v) for v in kept], [id(a), id(r), id(other)])
+        self.assertEqual(
+            optimizers.scaled_groups(groups, [other], dict(a=5.0, r=1, p=1)), (None, [other])
+        )
+
+
+class TrainerScalesTest(tf.test.TestCase):
+    def test_kp_bn_with_frozen_p_and_faster_a(self):
+        source = os.path.join(self.create_tempdir().full_path, "source")
+        model_fixtures.make_source(source, with_d=True)
+        config = trainer.TrainConfig(
+            model_dir=self.create_tempdir().full_path,
+            data=data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
+            source=source,
+            optimizer=trainer.OptimizerConfig(a_lr_scale=5.0, p_lr_scale=0.0),
+            batch_size=4,
+            sample_every=0,
+        )
+        run = trainer.Trainer(config, num_classes=3)
+        groups = transfer.bn_parameter_groups(run.generator)
+        trained = {id(v) for v in run.models.g_variables}
+        self.assertFalse(trained & {id(v) for v in groups["p"]})
+        self.assertTrue({id(v) for v in groups["a"] + groups["r"]} <= trained)
+        p_before = [v.numpy() for v in groups["p"]]
+        rng = np.random.default_rng(0)
+        images = tf.constant(rng.uniform(-1, 1, [1, 4, 32, 32, 3]), tf.float32)
+        run.train_step(images, tf.constant([[0, 1, 2, 0]]))
+        for before, v in zip(p_before, groups["p"]):
+            self.assertAllEqual(before, v)
+        # A methods without these groups: one clear error.
+        finetune = dataclasses.replace(config, method="finetune")
+        with self.assertRaisesRegex(trainer.TrainingError, "finetune .* trains none of them"):
+            trainer.Trainer(finetune, num_classes=3)
+
+
+if __name__ == "__main__":
+    tf.test.main()
