@@ -110,6 +110,10 @@ class GBlock(tf.keras.layers.Layer):
         self.conv_sc = layers.SNConv2D(self.out_channels, 1, name="conv_sc", **conv)
         super().build(input_shape)
 
+    def batch_norms(self):
+        """The block's conditional BNs, in order."""
+        return [self.HyperBN, self.HyperBN_1]
+
     def call(self, h, z_chunk=None, class_code=None, training=False, accumulate=False):
         cond = dict(
             z_chunk=z_chunk, class_code=class_code, training=training, accumulate=accumulate
@@ -303,7 +307,7 @@ class Generator(tf.keras.Model):
 
     def conditional_batch_norms(self):
         """Every block's conditional BN, in order (HyperBN, HyperBN_1 per block)."""
-        return [bn for block in self.blocks for bn in (block.HyperBN, block.HyperBN_1)]
+        return [bn for block in self.blocks for bn in block.batch_norms()]
 
     def class_code(self, y):
         """What every conditional BN sees of the class: the shared embedding or one-hot y

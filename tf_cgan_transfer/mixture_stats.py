@@ -37,7 +37,7 @@ def mixtures(generator):
     y = tf.eye(generator.num_classes)
     found = {}
     for block in generator.blocks:
-        for bn in (block.HyperBN, block.HyperBN_1):
+        for bn in block.batch_norms():
             is_kp = isinstance(bn, conditional_bn.KnowledgePropagationBatchNorm)
             if not (is_kp and bn.use_mixture):
                 continue
