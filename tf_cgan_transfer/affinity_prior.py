@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import data
 from tf_cgan_transfer import errors
+from tf_cgan_transfer import model_io
 
 PRIOR_FILE = "affinity_prior.npz"
 
@@ -95,21 +96,17 @@ def for_source(source_d, plan, num_new_classes):
 def save(directory, prior):
     """Writes `prior` to `<directory>/PRIOR_FILE` (atomically); returns the path."""
     path = os.path.join(directory, PRIOR_FILE)
-    tf.io.gfile.makedirs(directory)
-    partial = path + ".partial.npz"
-    np.savez(partial, prior=np.asarray(prior))
-    os.replace(partial, path)
+    model_io.write_npz(path, prior=np.asarray(prior))
     return path
 
 
 def load(path):
     """The prior saved next to a run or models directory `path`, or None."""
-    for directory in (path, os.path.dirname(os.path.normpath(path))) if path else ():
-        candidate = os.path.join(directory, PRIOR_FILE)
-        if os.path.exists(candidate):
-            with np.load(candidate) as saved:
-                return saved["prior"]
-    return None
+    found = model_io.find_run_file(path, PRIOR_FILE)
+    if found is None:
+        return None
+    with np.load(found) as saved:
+        return saved["prior"]
 
 
 def for_run(run_root, plan, num_new_classes, write=True):

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import conditional_bn
+from tf_cgan_transfer import model_io
 
 INITIAL_FILE = "mixture_init.npz"
 TOP = 5
@@ -48,9 +49,7 @@ def mixtures(generator):
 
 def save_initial(path, generator):
     """Writes the generator's mixtures to `path` (an .npz), atomically."""
-    partial = path + ".partial.npz"  # np.savez appends .npz to names without it
-    np.savez(partial, **mixtures(generator))
-    os.replace(partial, path)
+    model_io.write_npz(path, **mixtures(generator))
 
 
 def load_initial(path):
@@ -64,13 +63,7 @@ def load_initial(path):
 def find_initial(path):
     """The `INITIAL_FILE` of the run `path` belongs to (a run directory or one of its
     models directories), or None."""
-    if not path:
-        return None
-    for directory in (path, os.path.dirname(os.path.normpath(path))):
-        candidate = os.path.join(directory, INITIAL_FILE)
-        if os.path.exists(candidate):
-            return candidate
-    return None
+    return model_io.find_run_file(path, INITIAL_FILE)
 
 
 def record_initial(run_root, generator, first_stage=None):
@@ -98,7 +91,6 @@ def record_initial(run_root, generator, first_stage=None):
             tf.io.gfile.copy(found, path + ".partial", overwrite=True)
             os.replace(path + ".partial", path)
         else:
-            tf.io.gfile.makedirs(run_root)
             save_initial(path, generator)
     return load_initial(path)
 

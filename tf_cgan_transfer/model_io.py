@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
@@ -97,6 +98,28 @@ def save_models(directory, generator, discriminator=None):
     for filename, config in configs.items():
         write_json(os.path.join(directory, filename), config)
     return tf.train.Checkpoint(**objects).write(os.path.join(directory, MODELS_PREFIX))
+
+
+def write_npz(path, **arrays):
+    """Writes `arrays` to the .npz file `path`: complete or absent, never half-written."""
+    parent = os.path.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    partial = path + ".partial.npz"  # np.savez appends .npz to names without it
+    np.savez(partial, **arrays)
+    os.replace(partial, path)
+
+
+def find_run_file(path, name):
+    """`<path>/<name>` or, for a models directory inside a run, `<run>/<name>`; None when
+    neither exists."""
+    if not path:
+        return None
+    for directory in (path, os.path.dirname(os.path.normpath(path))):
+        candidate = os.path.join(directory, name)
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def write_json(path, value):
