@@ -50,7 +50,8 @@ def affinity_scores(generator):
 
     Returns:
       `(scores, num_layers)`: float `[N, K]` scores, A(y_n)[k] averaged over the
-      `num_layers` knowledge-propagating BNs and over gain and bias.
+      `num_layers` knowledge-propagating layers and over their parts (a BN's gain and
+      bias; BigGAN-deep's class embedding has one).
 
     Raises:
       AffinityError: the generator learns no mixtures (not kp_bn).
@@ -62,8 +63,8 @@ def affinity_scores(generator):
             f"{generator.conditioning!r}."
         )
     y = tf.eye(generator.num_classes)
-    scores = tf.add_n([w for bn in layers_ for w in bn.mixture_weights(y)]) / (2 * len(layers_))
-    return scores.numpy(), len(layers_)
+    weights = [w for layer in layers_ for w in layer.mixture_weights(y)]
+    return (tf.add_n(weights) / len(weights)).numpy(), len(layers_)
 
 
 def class_affinity(generator, top_k=5, old_names=None, new_names=None, initial=None):

@@ -33,6 +33,9 @@ DEFAULT_DIM_Z = {32: 128, 64: 120, 128: 120, 256: 140, 512: 128}
 RESOLUTIONS = tuple(sorted(G_CHANNELS))
 # The BN conditionings, and "minegan": BigGAN's own BNs behind a miner (`miner.py`).
 CONDITIONINGS = (*conditional_bn.CONDITIONINGS, "minegan")
+# Generator families (a config's "family"; missing means "biggan"): this module's
+# Generator and BigGAN-deep's (`biggan_deep.DeepGenerator`).
+FAMILIES = ("biggan", "biggan_deep")
 
 
 def check_resolution(resolution):
@@ -114,6 +117,10 @@ class GBlock(tf.keras.layers.Layer):
         """The block's conditional BNs, in order."""
         return [self.HyperBN, self.HyperBN_1]
 
+    def convs(self):
+        """The block's convolutions, in order."""
+        return [self.conv0, self.conv1, self.conv_sc]
+
     def call(self, h, z_chunk=None, class_code=None, training=False, accumulate=False):
         cond = dict(
             z_chunk=z_chunk, class_code=class_code, training=training, accumulate=accumulate
@@ -138,7 +145,7 @@ class GBlock(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
 class Generator(tf.keras.Model):
-    """Class-conditional BigGAN generator.
+    """Class-conditional BigGAN generator (`biggan_deep.DeepGenerator`: BigGAN-deep's).
 
     Call: `(z [B, dim_z], y)` -> images `[B, R, R, 3]` float32 in [-1, 1], where `y` is
     int labels `[B]` or one-hot/mixture weights `[B, num_classes]`. A "minegan" generator
@@ -201,18 +208,18 @@ class Generator(tf.keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        check_resolution(resolution)
-        multipliers = G_CHANNELS[resolution]
+        self.check_resolution(resolution)
+        multipliers = self.CHANNELS[resolution]
         self.num_blocks = len(multipliers) - 1
         if dim_z is None:
-            dim_z = DEFAULT_DIM_Z[resolution]
+            dim_z = self.DIM_Z[resolution]
         if conditioning not in CONDITIONINGS:
             raise ValueError(f"Unknown conditioning {conditioning!r}; use one of {CONDITIONINGS}.")
         # BigGAN's own BNs (biggan, minegan) see z chunks only beside a shared embedding.
         biggan_bns = conditioning in ("biggan", "minegan")
         if biggan_bns and hierarchical_z and not shared_dim:
             raise ValueError("hierarchical_z=True needs a shared class embedding (shared_dim > 0).")
-        if not biggan_bns:
+        if not biggan_bns and not self.EMBEDS_NEW_CLASSES:
             shared_dim = 0  # kp_bn / bn_only: the class code is the one-hot new label
         if conditioning in ("kp_bn", "minegan") and not num_source_classes:
             raise ValueError(
@@ -224,8 +231,8 @@ class Generator(tf.keras.Model):
                 f"(blocks + 1) at resolution {resolution}."
             )
         if attention_resolution is None:
-            attention_resolution = DEFAULT_ATTENTION[resolution]
-        block_resolutions = [8 * 2**i for i in range(self.num_blocks)]
+            attention_resolution = self.ATTENTION[resolution]
+        block_resolutions = self.block_resolutions(resolution)
         if attention_resolution and attention_resolution not in block_resolutions:
             raise ValueError(
                 f"attention_resolution={attention_resolution} is not produced by any "
@@ -257,22 +264,10 @@ class Generator(tf.keras.Model):
             sizes = (num_classes, num_source_classes, miner_hidden_dim)
             self.miner = miner_lib.Miner(*sizes, name="miner", dtype=layers.FLOAT32)
         if shared_dim:
-            # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.
-            self.linear = tf.keras.layers.Dense(
-                shared_dim, use_bias=False, name="linear", dtype=layers.FLOAT32
-            )
+            self.linear = self.make_embedding()
         sn = dict(epsilon=sn_epsilon, norm_style=sn_norm_style)
         self.G_linear = layers.SNDense(4 * 4 * ch * multipliers[0], name="G_linear", **sn)
-        self.blocks = [
-            GBlock(
-                ch * multipliers[i + 1],
-                conditional_bn=self._conditional_bn_config(),
-                sn_epsilon=sn_epsilon,
-                sn_norm_style=sn_norm_style,
-                name=block_name("GBlock", i),
-            )
-            for i in range(self.num_blocks)
-        ]
+        self.blocks = [self.make_block(i, ch * multipliers[i + 1]) for i in range(self.num_blocks)]
         self.attention = (
             layers.SelfAttention(
                 sn_epsilon=sn_epsilon, sn_norm_style=sn_norm_style, name="attention"
@@ -280,10 +275,61 @@ class Generator(tf.keras.Model):
             if attention_resolution
             else None
         )
-        self.ScaledCrossReplicaBN = layers.StandingBatchNorm(
-            epsilon=final_bn_epsilon, scale=True, center=True, name="ScaledCrossReplicaBN"
+        self.make_head(ch * multipliers[-1])
+
+    # ---- What a family defines (BigGAN-deep overrides these; `biggan_deep.py`) ----
+
+    family = "biggan"
+    CHANNELS = G_CHANNELS
+    ATTENTION = DEFAULT_ATTENTION
+    DIM_Z = DEFAULT_DIM_Z
+    # Whether kp_bn / bn_only keep a class embedding for the new classes (BigGAN-deep:
+    # G_linear reads it) rather than feeding the one-hot label to the BNs only.
+    EMBEDS_NEW_CLASSES = False
+
+    @classmethod
+    def check_resolution(cls, resolution):
+        if resolution not in cls.CHANNELS:
+            raise ValueError(
+                f"Unsupported resolution {resolution}; {cls.family} is defined for "
+                f"{tuple(sorted(cls.CHANNELS))}."
+            )
+
+    def block_resolutions(self, resolution):
+        """The spatial size after each block (every BigGAN block doubles it)."""
+        return [8 * 2**i for i in range(len(self.CHANNELS[resolution]) - 1)]
+
+    def make_embedding(self):
+        # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.
+        return tf.keras.layers.Dense(
+            self.shared_dim, use_bias=False, name="linear", dtype=layers.FLOAT32
         )
+
+    def make_block(self, index, out_channels):
+        return GBlock(
+            out_channels,
+            conditional_bn=self._conditional_bn_config(),
+            sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
+            name=block_name("GBlock", index),
+        )
+
+    def make_head(self, channels):
+        """The unconditional final BN and the RGB conv (hub names)."""
+        del channels  # the RGB conv reads whatever the last block gives
+        self.ScaledCrossReplicaBN = layers.StandingBatchNorm(
+            epsilon=self.final_bn_epsilon, scale=True, center=True, name="ScaledCrossReplicaBN"
+        )
+        sn = dict(epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
         self.conv_2d = layers.SNConv2D(3, 3, name="conv_2d", **sn)
+
+    def head_layers(self):
+        """`(final BN, RGB conv)`."""
+        return self.ScaledCrossReplicaBN, self.conv_2d
+
+    def bn_z_width(self):
+        """Width of the z part a transferred BN reads (a chunk, or 0 without z)."""
+        return self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
 
     def _conditional_bn_config(self):
         common = dict(
@@ -291,7 +337,7 @@ class Generator(tf.keras.Model):
         )
         if self.conditioning in ("biggan", "minegan"):
             return dict(type="biggan", shared_embedding=bool(self.shared_dim), **common)
-        z_chunk = self.dim_z // (self.num_blocks + 1) if self.hierarchical_z else 0
+        z_chunk = self.bn_z_width()
         if self.conditioning == "kp_bn":
             common.update(
                 mixture_init=self.mixture_init, mixture_spectral_norm=self.mixture_spectral_norm
@@ -308,6 +354,22 @@ class Generator(tf.keras.Model):
     def conditional_batch_norms(self):
         """Every block's conditional BN, in order (HyperBN, HyperBN_1 per block)."""
         return [bn for block in self.blocks for bn in block.batch_norms()]
+
+    def labelled_class_layers(self):
+        """`[(label, layer)]` of every layer that reads the class: the class embedding
+        (`linear`, when there is one) and each block's BNs (`<block>/<bn>`)."""
+        found = [("linear", self.linear)] if getattr(self, "linear", None) is not None else []
+        return found + [
+            (f"{block.name}/{bn.name}", bn) for block in self.blocks for bn in block.batch_norms()
+        ]
+
+    def body_layers(self):
+        """The layers whose weights do not depend on the class set, in order: what a
+        transfer copies from the source unchanged (`transfer.py`)."""
+        convs = [conv for block in self.blocks for conv in block.convs()]
+        statistics = [bn.bn for bn in self.conditional_batch_norms()]
+        attention = [self.attention] if self.attention is not None else []
+        return [self.G_linear, *convs, *statistics, *attention, *self.head_layers()]
 
     def class_code(self, y):
         """What every conditional BN sees of the class: the shared embedding or one-hot y
@@ -332,20 +394,27 @@ class Generator(tf.keras.Model):
         code = self.class_code(y)
         z0, chunks = self.split_z(z)
         h = self.G_linear(z0, training=training)
+        return self.render(h, chunks, code, training, accumulate_stats)
+
+    def render(self, h, z_chunks, code, training=False, accumulate_stats=False):
+        """G_linear's output `[B, 16 * C0]` -> images: the blocks (block i's BNs see
+        `z_chunks[i]` and `code`), attention and the head."""
         h = tf.reshape(h, [-1, 4, 4, self.G_linear.units // 16])  # NHWC, as the hub
         h = tf.cast(h, self.compute_dtype)
         for i, block in enumerate(self.blocks):
             h = block(
                 h,
-                z_chunk=chunks[i],
+                z_chunk=z_chunks[i],
                 class_code=code,
                 training=training,
                 accumulate=accumulate_stats,
             )
             if i == self.attention_index:
                 h = self.attention(h, training=training)
-        h = tf.nn.relu(self.ScaledCrossReplicaBN(h, training=training, accumulate=accumulate_stats))
-        return tf.cast(tf.tanh(self.conv_2d(h, training=training)), tf.float32)
+        final_bn, to_rgb = self.head_layers()
+        h = tf.nn.relu(final_bn(h, training=training, accumulate=accumulate_stats))
+        # BigGAN-deep's RGB conv has more outputs than colours; the first three are kept.
+        return tf.cast(tf.tanh(to_rgb(h, training=training)[..., :3]), tf.float32)
 
     def build_weights(self):
         """Creates every variable by one eager call on a batch of one; returns self.
@@ -379,8 +448,22 @@ class Generator(tf.keras.Model):
             mixture_init=self.mixture_init,
             mixture_spectral_norm=self.mixture_spectral_norm,
             miner_hidden_dim=self.miner_hidden_dim,
+            family=self.family,
             name=self.name,
         )
+
+    @classmethod
+    def from_config(cls, config):
+        """The generator of `config`'s family ("biggan" when it names none)."""
+        config = dict(config)
+        family = config.pop("family", "biggan")
+        if family == "biggan":
+            return Generator(**config)
+        if family == "biggan_deep":
+            from tf_cgan_transfer import biggan_deep  # deferred: it builds on this module
+
+            return biggan_deep.DeepGenerator(**config)
+        raise ValueError(f"Unknown generator family {family!r}; use one of {FAMILIES}.")
 
 
 def accumulate_standing_stats(

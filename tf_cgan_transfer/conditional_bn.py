@@ -110,8 +110,124 @@ class ConditionalBatchNorm(_ConditionalNormalization):
         return config
 
 
+class _KnowledgePropagation(tf.keras.layers.Layer):
+    """What the knowledge-propagating layers share: the old-class mixtures A, the old
+    classes' offsets P and the new classes' residuals R (docs/method.md §2).
+
+    A layer with parts `PARTS` holds, per part p, `A_p` (a dense N -> K map, see
+    `mixture_layer`), `P_p [K, C]` and `R_p [N, C]`, and computes `A_p(y) P_p + y R_p`
+    (`propagate`). Without `use_mixture` there is no A and no P.
+    """
+
+    RESIDUAL_INITS = ("zeros", "orthogonal")
+    MIXTURE_INITS = ("orthogonal", "zeros", "uniform", "small", "prior")
+    PARTS = ()
+    # Names of the parts in mixture reports (`mixture_stats`); one per entry of PARTS.
+    PART_LABELS = ()
+
+    def __init__(
+        self,
+        num_old_classes,
+        num_new_classes,
+        use_mixture=True,
+        residual_init="zeros",
+        sn_epsilon=1e-4,
+        sn_norm_style="rsqrt",
+        mixture_init="orthogonal",
+        mixture_spectral_norm=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if residual_init not in self.RESIDUAL_INITS:
+            raise ValueError(
+                f"Unknown residual_init {residual_init!r}; use one of {self.RESIDUAL_INITS}."
+            )
+        check_mixture(mixture_init, mixture_spectral_norm)
+        self.num_old_classes = num_old_classes
+        self.num_new_classes = num_new_classes
+        self.use_mixture = use_mixture
+        self.residual_init = residual_init
+        self.sn_epsilon = sn_epsilon
+        self.sn_norm_style = sn_norm_style
+        self.mixture_init = mixture_init
+        self.mixture_spectral_norm = mixture_spectral_norm
+
+    def _kp_weight(self, name, shape, initializer):
+        return self.add_weight(
+            name, shape=shape, initializer=initializer, experimental_autocast=False
+        )
+
+    def _build_parts(self, channels):
+        """Creates A_p, P_p (with `use_mixture`) and R_p of width `channels` per part."""
+        k, n = self.num_old_classes, self.num_new_classes
+        for part in self.PARTS:
+            a = p = None
+            if self.use_mixture:
+                p = self._kp_weight(f"P_{part}", [k, channels], "zeros")
+                a = mixture_layer(
+                    k,
+                    f"A_{part}",
+                    self.mixture_init,
+                    self.mixture_spectral_norm,
+                    self.sn_epsilon,
+                    self.sn_norm_style,
+                )
+                build_sublayer(a, [None, n])
+            setattr(self, f"A_{part}", a)
+            setattr(self, f"P_{part}", p)
+            setattr(self, f"R_{part}", self._kp_weight(f"R_{part}", [n, channels], self.residual_init))
+
+    def mixtures(self):
+        """The mixture layers A, one per part ([] without `use_mixture`)."""
+        return [getattr(self, f"A_{p}") for p in self.PARTS] if self.use_mixture else []
+
+    def offsets(self):
+        """The old classes' offsets P, one per part ([] without `use_mixture`)."""
+        return [getattr(self, f"P_{p}") for p in self.PARTS] if self.use_mixture else []
+
+    def residuals(self):
+        """The new classes' residuals R, one per part."""
+        return [getattr(self, f"R_{p}") for p in self.PARTS]
+
+    def mixture_weights(self, y, training=False):
+        """`A_p(y)` per part, each `[B, K]`: the old-class mixtures of classes `y`."""
+        return tuple(a(y, training=training) for a in self.mixtures())
+
+    def propagate(self, y, training=False):
+        """`A_p(y) P_p + y R_p` per part, float32 `[B, C]` each."""
+        y = tf.cast(y, tf.float32)
+        out = [tf.matmul(y, r) for r in self.residuals()]
+        if self.use_mixture:
+            weights = self.mixture_weights(y, training)
+            out = [o + tf.matmul(w, p) for o, w, p in zip(out, weights, self.offsets())]
+        return out
+
+    def set_mixtures(self, weights):
+        """Makes A_p(y_n) = `weights[n]` (float `[N, K]`) for every part at this step.
+
+        Without spectral norm the kernel is `weights` and the bias 0. With it, the
+        effective kernel is `weights / sigma(weights)`: the same ranking, at spectral norm
+        1 (the layer can represent nothing else).
+        """
+        set_mixture_weights(self.mixtures(), weights, self.mixture_spectral_norm)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_old_classes=self.num_old_classes,
+            num_new_classes=self.num_new_classes,
+            use_mixture=self.use_mixture,
+            residual_init=self.residual_init,
+            sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
+            mixture_init=self.mixture_init,
+            mixture_spectral_norm=self.mixture_spectral_norm,
+        )
+        return config
+
+
 @tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
-class KnowledgePropagationBatchNorm(_ConditionalNormalization):
+class KnowledgePropagationBatchNorm(_ConditionalNormalization, _KnowledgePropagation):
     """Conditional BN for new classes as mixtures of old ones (docs/method.md §2).
 
     Call: `x [B, H, W, C]`, `z_chunk [B, dz]` or None, `class_code [B, N]` (one-hot over
@@ -142,108 +258,29 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
       sn_norm_style: the spectral norm's normalisation (`layers.SN_NORM_STYLES`).
     """
 
-    RESIDUAL_INITS = ("zeros", "orthogonal")
-    MIXTURE_INITS = ("orthogonal", "zeros", "uniform", "small", "prior")
+    PARTS = ("gamma", "beta")
+    PART_LABELS = ("gain", "bias")
 
-    def __init__(
-        self,
-        num_old_classes,
-        num_new_classes,
-        z_dim=0,
-        use_mixture=True,
-        residual_init="zeros",
-        epsilon=1e-4,
-        sn_epsilon=1e-4,
-        sn_norm_style="rsqrt",
-        mixture_init="orthogonal",
-        mixture_spectral_norm=True,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if residual_init not in self.RESIDUAL_INITS:
-            raise ValueError(
-                f"Unknown residual_init {residual_init!r}; use one of {self.RESIDUAL_INITS}."
-            )
-        check_mixture(mixture_init, mixture_spectral_norm)
-        self.mixture_init = mixture_init
-        self.mixture_spectral_norm = mixture_spectral_norm
-        self.num_old_classes = num_old_classes
-        self.num_new_classes = num_new_classes
+    def __init__(self, num_old_classes, num_new_classes, z_dim=0, epsilon=1e-4, **kwargs):
+        super().__init__(num_old_classes, num_new_classes, **kwargs)
         self.z_dim = z_dim
-        self.use_mixture = use_mixture
-        self.residual_init = residual_init
         self.epsilon = epsilon
-        self.sn_epsilon = sn_epsilon
-        self.sn_norm_style = sn_norm_style
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
-        k, n = self.num_old_classes, self.num_new_classes
-        weight = lambda name, shape, init: self.add_weight(
-            name, shape=shape, initializer=init, experimental_autocast=False
-        )
-        self.P_gamma = self.P_beta = self.A_gamma = self.A_beta = None
-        if self.use_mixture:
-            self.P_gamma = weight("P_gamma", [k, channels], "zeros")
-            self.P_beta = weight("P_beta", [k, channels], "zeros")
-            self.A_gamma = self._mixture_layer(k, "A_gamma")
-            self.A_beta = self._mixture_layer(k, "A_beta")
-            build_sublayer(self.A_gamma, [None, n])
-            build_sublayer(self.A_beta, [None, n])
+        self._build_parts(channels)
         self.Wz_gamma = self.Wz_beta = None
         if self.z_dim:
-            self.Wz_gamma = weight("Wz_gamma", [self.z_dim, channels], "zeros")
-            self.Wz_beta = weight("Wz_beta", [self.z_dim, channels], "zeros")
-        self.R_gamma = weight("R_gamma", [n, channels], self.residual_init)
-        self.R_beta = weight("R_beta", [n, channels], self.residual_init)
+            self.Wz_gamma = self._kp_weight("Wz_gamma", [self.z_dim, channels], "zeros")
+            self.Wz_beta = self._kp_weight("Wz_beta", [self.z_dim, channels], "zeros")
         self.bn = StandingBatchNorm(epsilon=self.epsilon, name="bn")
         build_sublayer(self.bn, input_shape)  # used via moments()/normalize(), not __call__
         super().build(input_shape)
 
-    def _mixture_layer(self, k, name):
-        initializers = dict(
-            orthogonal="orthogonal",
-            zeros="zeros",
-            uniform=tf.keras.initializers.Constant(1.0 / k),
-            small=tf.keras.initializers.Orthogonal(gain=0.01),
-            prior=tf.keras.initializers.Constant(1.0 / k),
-        )
-        common = dict(use_bias=True, kernel_initializer=initializers[self.mixture_init])
-        if not self.mixture_spectral_norm:
-            return tf.keras.layers.Dense(k, name=name, dtype=FLOAT32, **common)
-        sn = dict(epsilon=self.sn_epsilon, norm_style=self.sn_norm_style)
-        return SNDense(k, name=name, dtype=FLOAT32, **sn, **common)
-
-    def set_mixtures(self, weights):
-        """Makes A(y_n) = `weights[n]` (float `[N, K]`) for gain and bias at this step.
-
-        Without spectral norm the kernel is `weights` and the bias 0. With it, the
-        effective kernel is `weights / sigma(weights)`: the same ranking, at spectral norm
-        1 (the layer can represent nothing else).
-        """
-        weights = tf.convert_to_tensor(weights, tf.float32)
-        for a in (self.A_gamma, self.A_beta):
-            a.kernel.assign(weights)
-            a.bias.assign(tf.zeros_like(a.bias))
-            if self.mixture_spectral_norm:
-                # The power iteration's u from the top left singular vector: A(y) is then
-                # weights / sigma from the first call on, not after a few iterations.
-                _, _, v = tf.linalg.svd(weights)
-                a.u.assign(tf.reshape(v[:, 0], [1, -1]))
-
-    def mixture_weights(self, y, training=False):
-        """`(w_gamma, w_beta)`, each `[B, K]`: the old-class mixtures of classes `y`."""
-        return self.A_gamma(y, training=training), self.A_beta(y, training=training)
-
     def gain_and_bias(self, z_chunk, class_code, training=False):
         """Per-example `(gain, bias)`, float32 `[B, C]` each."""
-        y = tf.cast(class_code, tf.float32)
-        gain = 1.0 + tf.matmul(y, self.R_gamma)
-        bias = tf.matmul(y, self.R_beta)
-        if self.use_mixture:
-            w_gamma, w_beta = self.mixture_weights(y, training)
-            gain += tf.matmul(w_gamma, self.P_gamma)
-            bias += tf.matmul(w_beta, self.P_beta)
+        gain, bias = self.propagate(class_code, training)
+        gain += 1.0
         if self.z_dim:
             z = tf.cast(z_chunk, tf.float32)
             gain += tf.matmul(z, self.Wz_gamma)
@@ -252,24 +289,79 @@ class KnowledgePropagationBatchNorm(_ConditionalNormalization):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            num_old_classes=self.num_old_classes,
-            num_new_classes=self.num_new_classes,
-            z_dim=self.z_dim,
-            use_mixture=self.use_mixture,
-            residual_init=self.residual_init,
-            epsilon=self.epsilon,
-            sn_epsilon=self.sn_epsilon,
-            sn_norm_style=self.sn_norm_style,
-            mixture_init=self.mixture_init,
-            mixture_spectral_norm=self.mixture_spectral_norm,
-        )
+        config.update(z_dim=self.z_dim, epsilon=self.epsilon)
         return config
+
+
+@tf.keras.utils.register_keras_serializable("tf_cgan_transfer")
+class KnowledgePropagationEmbedding(_KnowledgePropagation):
+    """The class embedding of new classes as mixtures of the old classes' embeddings.
+
+    Call: `y [B, N]` (one-hot over the N new classes) -> `[B, D]`, `A(y) P + y R`, where
+    row k of `P [K, D]` is old class k's embedding, `A` the new class's mixture over the
+    old classes (as in `KnowledgePropagationBatchNorm`) and `R [N, D]` its residual.
+    BigGAN-deep feeds the class embedding to `G_linear` as well as to the BNs, so a
+    transferred deep G needs the embedding itself for new classes: with A = one-hot(k)
+    and R = 0 it is old class k's. Weights: `A_code`, `P_code`, `R_code`.
+
+    Args:
+      num_old_classes: K. num_new_classes: N. units: D, the embedding width.
+      Other arguments as `KnowledgePropagationBatchNorm`'s.
+    """
+
+    PARTS = ("code",)
+    PART_LABELS = ("code",)
+
+    def __init__(self, num_old_classes, num_new_classes, units, **kwargs):
+        super().__init__(num_old_classes, num_new_classes, **kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self._build_parts(self.units)
+        super().build(input_shape)
+
+    def call(self, y, training=False):
+        return self.propagate(y, training)[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(units=self.units)
+        return config
+
+
+def mixture_layer(k, name, mixture_init, spectral_norm, sn_epsilon=1e-4, sn_norm_style="rsqrt"):
+    """A dense N -> K mixture map with bias (float32), spectrally normalised or not."""
+    initializers = dict(
+        orthogonal="orthogonal",
+        zeros="zeros",
+        uniform=tf.keras.initializers.Constant(1.0 / k),
+        small=tf.keras.initializers.Orthogonal(gain=0.01),
+        prior=tf.keras.initializers.Constant(1.0 / k),
+    )
+    common = dict(use_bias=True, kernel_initializer=initializers[mixture_init])
+    if not spectral_norm:
+        return tf.keras.layers.Dense(k, name=name, dtype=FLOAT32, **common)
+    sn = dict(epsilon=sn_epsilon, norm_style=sn_norm_style)
+    return SNDense(k, name=name, dtype=FLOAT32, **sn, **common)
+
+
+def set_mixture_weights(mixture_layers, weights, spectral_norm):
+    """Sets each of `mixture_layers` to map y_n to `weights[n]` (`[N, K]`; divided by
+    its top singular value when `spectral_norm`), bias 0."""
+    weights = tf.convert_to_tensor(weights, tf.float32)
+    for a in mixture_layers:
+        a.kernel.assign(weights)
+        a.bias.assign(tf.zeros_like(a.bias))
+        if spectral_norm:
+            # The power iteration's u from the top left singular vector: A(y) is then
+            # weights / sigma from the first call on, not after a few iterations.
+            _, _, v = tf.linalg.svd(weights)
+            a.u.assign(tf.reshape(v[:, 0], [1, -1]))
 
 
 def check_mixture(mixture_init, spectral_norm):
     """Raises a ValueError unless A's initialiser and spectral norm go together."""
-    inits = KnowledgePropagationBatchNorm.MIXTURE_INITS
+    inits = _KnowledgePropagation.MIXTURE_INITS
     if mixture_init not in inits:
         raise ValueError(f"Unknown mixture_init {mixture_init!r}; use one of {inits}.")
     if spectral_norm and mixture_init in ("zeros", "small"):
@@ -299,9 +391,16 @@ def make(config, name):
 
 
 def knowledge_propagating(generator):
-    """The generator's `KnowledgePropagationBatchNorm`s (kp_bn and bn_only), in order."""
+    """The generator's knowledge-propagating layers (kp_bn and bn_only), in order: its
+    `KnowledgePropagationBatchNorm`s and, in BigGAN-deep, the class embedding."""
+    return [layer for _, layer in labelled_knowledge_propagating(generator)]
+
+
+def labelled_knowledge_propagating(generator):
+    """`[(label, layer)]` of `knowledge_propagating`: `<block>/<bn>` for the BNs and
+    `linear` for BigGAN-deep's `KnowledgePropagationEmbedding`."""
     return [
-        bn
-        for bn in generator.conditional_batch_norms()
-        if isinstance(bn, KnowledgePropagationBatchNorm)
+        (label, layer)
+        for label, layer in generator.labelled_class_layers()
+        if isinstance(layer, _KnowledgePropagation)
     ]

@@ -36,9 +36,8 @@ def mixture_l1(generator):
     """
     terms = [
         tf.reduce_mean(tf.abs(v))
-        for bn in conditional_bn.knowledge_propagating(generator)
-        if bn.use_mixture
-        for a in (bn.A_gamma, bn.A_beta)
+        for layer in conditional_bn.knowledge_propagating(generator)
+        for a in layer.mixtures()
         for v in (a.kernel, a.bias)
     ]
     return tf.add_n(terms) if terms else tf.constant(0.0)
@@ -48,8 +47,8 @@ def residual_l2(generator):
     """Sum over every residual R (gain and bias, all layers) of mean(R^2)."""
     terms = [
         tf.reduce_mean(tf.square(r))
-        for bn in conditional_bn.knowledge_propagating(generator)
-        for r in (bn.R_gamma, bn.R_beta)
+        for layer in conditional_bn.knowledge_propagating(generator)
+        for r in layer.residuals()
     ]
     return tf.add_n(terms) if terms else tf.constant(0.0)
 

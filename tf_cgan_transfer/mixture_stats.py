@@ -33,17 +33,14 @@ SUMMARY_PREFIX = "mixtures"
 def mixtures(generator):
     """`{label: [N, K] float64}` of every mixture of a kp_bn generator, in layer order.
 
-    Labels are `<block>/<bn>/<part>` (`part` in `PARTS`); {} for other generators.
+    Labels are `<block>/<bn>/<part>` (`part` in `PARTS`), and `linear/code` for
+    BigGAN-deep's knowledge-propagating class embedding; {} for other generators.
     """
     y = tf.eye(generator.num_classes)
     found = {}
-    for block in generator.blocks:
-        for bn in block.batch_norms():
-            is_kp = isinstance(bn, conditional_bn.KnowledgePropagationBatchNorm)
-            if not (is_kp and bn.use_mixture):
-                continue
-            for part, weights in zip(PARTS, bn.mixture_weights(y)):
-                found[f"{block.name}/{bn.name}/{part}"] = weights.numpy().astype(np.float64)
+    for label, layer in conditional_bn.labelled_knowledge_propagating(generator):
+        for part, weights in zip(layer.PART_LABELS, layer.mixture_weights(y)):
+            found[f"{label}/{part}"] = weights.numpy().astype(np.float64)
     return found
 
 

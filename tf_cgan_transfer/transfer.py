@@ -163,16 +163,8 @@ def _copy(src, dst):
 
 def _copy_generator_body(src, dst):
     """Copies every weight and statistic that does not depend on the class set."""
-    _copy(src.G_linear, dst.G_linear)
-    for src_block, dst_block in zip(src.blocks, dst.blocks):
-        for name in ("conv0", "conv1", "conv_sc"):
-            _copy(getattr(src_block, name), getattr(dst_block, name))
-    for src_bn, dst_bn in zip(src.conditional_batch_norms(), dst.conditional_batch_norms()):
-        _copy(src_bn.bn, dst_bn.bn)
-    if src.attention is not None:
-        _copy(src.attention, dst.attention)
-    _copy(src.ScaledCrossReplicaBN, dst.ScaledCrossReplicaBN)
-    _copy(src.conv_2d, dst.conv_2d)
+    for src_layer, dst_layer in zip(src.body_layers(), dst.body_layers(), strict=True):
+        _copy(src_layer, dst_layer)
 
 
 def old_class_offsets(source, cbn, part):
@@ -275,31 +267,25 @@ def bn_parameter_groups(generator):
     """kp_bn's and bn_only's BN parameters by role: `{"a": A's kernels and biases,
     "r": the residuals R, "p": the old classes' offsets P}` (empty lists without)."""
     groups = dict(a=[], r=[], p=[])
-    for bn in conditional_bn.knowledge_propagating(generator):
-        groups["r"] += [bn.R_gamma, bn.R_beta]
-        if bn.use_mixture:
-            groups["a"] += bn.A_gamma.trainable_variables + bn.A_beta.trainable_variables
-            groups["p"] += [bn.P_gamma, bn.P_beta]
+    for layer in conditional_bn.knowledge_propagating(generator):
+        groups["r"] += layer.residuals()
+        groups["a"] += [v for a in layer.mixtures() for v in a.trainable_variables]
+        groups["p"] += layer.offsets()
     return groups
 
 
 def trainable_variables(generator, discriminator, config):
     """`(g_variables, d_variables)` that the method and stage train, from layer objects."""
     method, stage = config.method, config.resolved_stage
-    cbns = generator.conditional_batch_norms()
+    # The BNs, and BigGAN-deep's class embedding (it feeds G_linear too).
+    kp_layers = conditional_bn.knowledge_propagating(generator)
     if method == "kp_bn" and stage == "bn":
-        g_vars = [v for bn in cbns for v in bn.trainable_variables]
+        g_vars = [v for layer in kp_layers for v in layer.trainable_variables]
     elif method == "kp_bn":  # ft: everything but the mixtures A and the prior P
-        frozen = [
-            v
-            for bn in cbns
-            for v in bn.A_gamma.trainable_variables
-            + bn.A_beta.trainable_variables
-            + [bn.P_gamma, bn.P_beta]
-        ]
-        g_vars = _excluding(generator.trainable_variables, frozen)
+        groups = bn_parameter_groups(generator)
+        g_vars = _excluding(generator.trainable_variables, groups["a"] + groups["p"])
     elif method == "bn_only":
-        g_vars = [v for bn in cbns for v in (bn.R_gamma, bn.R_beta)]
+        g_vars = bn_parameter_groups(generator)["r"]
     elif method == "minegan" and stage == "miner":
         g_vars = list(generator.miner.trainable_variables)
     else:
