@@ -295,9 +295,10 @@ class Generator(tf.keras.Model):
                 f"{tuple(sorted(cls.CHANNELS))}."
             )
 
-    def block_resolutions(self, resolution):
+    @classmethod
+    def block_resolutions(cls, resolution):
         """The spatial size after each block (every BigGAN block doubles it)."""
-        return [8 * 2**i for i in range(len(self.CHANNELS[resolution]) - 1)]
+        return [8 * 2**i for i in range(len(cls.CHANNELS[resolution]) - 1)]
 
     def make_embedding(self):
         # The hub's `linear/w` [K, d]: a plain (not SN) linear map of the one-hot label.

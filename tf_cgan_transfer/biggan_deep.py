@@ -192,9 +192,10 @@ class DeepGenerator(biggan.Generator):
             **kwargs,
         )
 
-    def block_resolutions(self, resolution):
+    @classmethod
+    def block_resolutions(cls, resolution):
         sizes, size = [], 4
-        for index in range(len(self.CHANNELS[resolution]) - 1):
+        for index in range(len(cls.CHANNELS[resolution]) - 1):
             size *= 2 if upsamples(index) else 1
             sizes.append(size)
         return sizes

@@ -124,8 +124,12 @@ class Discriminator(tf.keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        biggan.check_resolution(resolution)
-        multipliers, downsample = D_CHANNELS[resolution]
+        if resolution not in self.CHANNELS:
+            raise ValueError(
+                f"Unsupported resolution {resolution}; the {self.family} discriminator is "
+                f"defined for {tuple(sorted(self.CHANNELS))}."
+            )
+        multipliers, downsample = self.CHANNELS[resolution]
         if channel_multipliers is not None:
             channel_multipliers = tuple(int(m) for m in channel_multipliers)
             if len(channel_multipliers) != len(multipliers):
@@ -135,7 +139,7 @@ class Discriminator(tf.keras.Model):
                 )
             multipliers = channel_multipliers
         if attention_resolution is None:
-            attention_resolution = biggan.DEFAULT_ATTENTION[resolution]
+            attention_resolution = self.ATTENTION[resolution]
         block_resolutions, size = [], resolution
         for down in downsample:
             size = size // 2 if down else size
@@ -155,17 +159,13 @@ class Discriminator(tf.keras.Model):
         self.embedding_u_side = embedding_u_side
         self.channel_multipliers = channel_multipliers
         self.attention_index = (
-            block_resolutions.index(attention_resolution) if attention_resolution else None
+            self.attention_block(block_resolutions, attention_resolution)
+            if attention_resolution
+            else None
         )
+        self.make_stem()
         self.blocks = [
-            DBlock(
-                ch * m,
-                downsample=down,
-                preactivation=i > 0,
-                sn_epsilon=sn_epsilon,
-                sn_norm_style=sn_norm_style,
-                name=biggan.block_name("DBlock", i),
-            )
+            self.make_block(i, ch * m, down)
             for i, (m, down) in enumerate(zip(multipliers, downsample))
         ]
         self.attention = (
@@ -182,9 +182,36 @@ class Discriminator(tf.keras.Model):
             ch * multipliers[-1], use_bias=False, u_side=embedding_u_side, name="embedding", **sn
         )
 
+    # ---- What a family defines (BigGAN-deep overrides these; `discriminator_deep.py`) ----
+
+    family = "biggan"
+    CHANNELS = D_CHANNELS
+    ATTENTION = biggan.DEFAULT_ATTENTION
+
+    def attention_block(self, block_resolutions, attention_resolution):
+        """The block after which attention runs: the first at its resolution."""
+        return block_resolutions.index(attention_resolution)
+
+    def make_stem(self):
+        """Layers before the first block (none: BigGAN's first block reads the image)."""
+
+    def stem(self, x, training=False):
+        del training
+        return x
+
+    def make_block(self, index, out_channels, downsample):
+        return DBlock(
+            out_channels,
+            downsample=downsample,
+            preactivation=index > 0,
+            sn_epsilon=self.sn_epsilon,
+            sn_norm_style=self.sn_norm_style,
+            name=biggan.block_name("DBlock", index),
+        )
+
     def features(self, x, training=False):
         """phi(x): `[B, C]` ReLU'd, spatially summed features of the last block."""
-        h = tf.cast(x, self.compute_dtype)
+        h = self.stem(tf.cast(x, self.compute_dtype), training=training)
         for i, block in enumerate(self.blocks):
             h = block(h, training=training)
             if i == self.attention_index:
@@ -217,5 +244,19 @@ class Discriminator(tf.keras.Model):
             sn_norm_style=self.sn_norm_style,
             embedding_u_side=self.embedding_u_side,
             channel_multipliers=self.channel_multipliers,
+            family=self.family,
             name=self.name,
         )
+
+    @classmethod
+    def from_config(cls, config):
+        """The discriminator of `config`'s family ("biggan" when it names none)."""
+        config = dict(config)
+        family = config.pop("family", "biggan")
+        if family == "biggan":
+            return Discriminator(**config)
+        if family == "biggan_deep":
+            from tf_cgan_transfer import discriminator_deep  # deferred: builds on this module
+
+            return discriminator_deep.DeepDiscriminator(**config)
+        raise ValueError(f"Unknown discriminator family {family!r}; use one of {biggan.FAMILIES}.")

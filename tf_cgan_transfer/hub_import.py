@@ -1,10 +1,12 @@
-"""Import DeepMind's TF-Hub BigGAN generators (`deepmind/biggan-{128,256,512}/2`).
+"""Import DeepMind's TF-Hub BigGAN generators: `deepmind/biggan-{128,256,512}/2` and
+BigGAN-deep's `deepmind/biggan-deep-{128,256,512}/1` (`biggan_deep.DeepGenerator`).
 
 The module is named by a directory, a tfhub.dev handle or its Kaggle Models twin
 (`deepmind/biggan/tensorFlow1/128/2`), all resolved by `tfhub.resolve`.
 
-The module's `variables/variables` checkpoint is read by key (docs/tfhub_layout.md §2):
-EMA weights (`<key>/ema_b999900`, falling back to the bare key), the spectral-norm
+The module's `variables/variables` checkpoint is read by key (docs/tfhub_layout.md §2,
+§5.3); the family is told by its keys (`Generator/GenZ/...`: deep). EMA weights
+(`<key>/ema_b999900`, deep `<key>/ema_0.9999`, falling back to the bare key), the spectral-norm
 vectors `u0` and the standing BN statistics (used as stored, never divided by the
 counter, so outputs equal the hub's at truncation 1.0). The architecture is inferred
 from the shapes. Every problem (missing key, wrong shape) is collected and reported in
@@ -19,14 +21,18 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import biggan_deep
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import tfhub
 
 EMA_SUFFIX = "ema_b999900"
-# The resolution in the name of DeepMind's handles: deepmind/biggan-256/2 on tfhub.dev,
-# deepmind/biggan/tensorFlow1/256/2 on Kaggle Models (`tfhub.url_of` spellings).
+# The EMA suffix of each family's checkpoint keys.
+EMA_SUFFIXES = {"biggan": EMA_SUFFIX, "biggan_deep": "ema_0.9999"}
+# The resolution in the name of DeepMind's handles: deepmind/biggan-256/2 (and
+# biggan-deep-256/1) on tfhub.dev, deepmind/biggan/tensorFlow1/256/2 (biggan-deep/...)
+# on Kaggle Models (`tfhub.url_of` spellings).
 _HANDLE_RESOLUTION = re.compile(
-    r"(/biggan-(128|256|512)|/deepmind/biggan/tensorFlow1/(128|256|512))/\d+$"
+    r"(/biggan(?:-deep)?-(128|256|512)|/deepmind/biggan(?:-deep)?/tensorFlow1/(128|256|512))/\d+$"
 )
 _BLOCK_KEY = re.compile(r"^Generator/(GBlock(?:_(\d+))?)/conv0/w(?:/.*)?$")
 
@@ -89,18 +95,21 @@ def resolution_without_download(handle):
     return int(match.group(2) or match.group(3)) if match else None
 
 
-def _lookup(shapes, key, ema):
+def family_of(shapes):
+    """"biggan_deep" when the module's keys are BigGAN-deep's (`Generator/GenZ/...`)."""
+    return "biggan_deep" if any(k.startswith("Generator/GenZ/") for k in shapes) else "biggan"
+
+
+def _lookup(shapes, key, ema, suffix=EMA_SUFFIX):
     """The stored key for `key`: the EMA twin when `ema` and present, else the bare key."""
-    if ema and f"{key}/{EMA_SUFFIX}" in shapes:
-        return f"{key}/{EMA_SUFFIX}"
+    if ema and f"{key}/{suffix}" in shapes:
+        return f"{key}/{suffix}"
     return key if key in shapes else None
 
 
-def infer_config(shapes):
-    """Generator constructor arguments from a module's `{key: shape}` map."""
-
+def _shape_reader(shapes, suffix):
     def shape(key):
-        stored = _lookup(shapes, key, ema=True)
+        stored = _lookup(shapes, key, ema=True, suffix=suffix)
         if stored is None:
             raise HubImportError(
                 f"Not a BigGAN generator module: key {key!r} is missing "
@@ -108,15 +117,77 @@ def infer_config(shapes):
             )
         return list(shapes[stored])
 
-    if any(k.startswith("Generator/GenZ/") for k in shapes):
+    return shape
+
+
+def _attention_resolution(shape, shapes, suffix, widths, resolutions, default):
+    """Where attention sits: the block resolution whose width is attention's (0: none)."""
+    if not _lookup(shapes, "Generator/attention/theta/w", ema=True, suffix=suffix):
+        return 0
+    width = shape("Generator/attention/theta/w")[2]
+    candidates = [r for r, w in zip(resolutions, widths) if w == width]
+    if not candidates:
+        raise HubImportError(f"Attention width {width} matches no generator block {widths}.")
+    return default if default in candidates else candidates[0]
+
+
+def _block_ids(shapes):
+    """The indices of the module's `GBlock*` scopes."""
+    return {int(m.group(2) or 0) for m in map(_BLOCK_KEY.match, shapes) if m}
+
+
+def _infer_deep_config(shapes):
+    """DeepGenerator arguments from a biggan-deep module's shapes (layout doc §5.3)."""
+    shape = _shape_reader(shapes, EMA_SUFFIXES["biggan_deep"])
+    num_classes, shared_dim = shape("linear/w")
+    cond_dim, linear_width = shape("Generator/GenZ/G_linear/w")
+    ch = shape("Generator/conv_to_rgb/w")[2]  # the last block's width, ch x 1 in the hub
+    by_blocks = {len(m) - 1: r for r, m in biggan_deep.DEEP_G_CHANNELS.items()}
+    block_ids = _block_ids(shapes)
+    num_blocks = len(block_ids)
+    if block_ids != set(range(num_blocks)) or num_blocks not in by_blocks:
         raise HubImportError(
-            "This is a BigGAN-deep module (Generator/GenZ/...); only the original "
-            "biggan-{128,256,512}/2 modules are supported."
+            f"Found generator blocks {sorted(block_ids)}: not a BigGAN-deep layout for any "
+            f"of the resolutions {tuple(sorted(biggan_deep.DEEP_G_CHANNELS))}."
         )
+    resolution = by_blocks[num_blocks]
+    multipliers = biggan_deep.DEEP_G_CHANNELS[resolution]
+    ch //= multipliers[-1]
+    if linear_width != 16 * ch * multipliers[0]:
+        raise HubImportError(
+            f"Generator/GenZ/G_linear/w has {linear_width} outputs; a {resolution}x{resolution} "
+            f"BigGAN-deep with ch={ch} (from conv_to_rgb) needs {16 * ch * multipliers[0]}."
+        )
+    attention_resolution = _attention_resolution(
+        shape,
+        shapes,
+        EMA_SUFFIXES["biggan_deep"],
+        [ch * m for m in multipliers[1:]],
+        biggan_deep.DeepGenerator.block_resolutions(resolution),
+        biggan_deep.DEEP_ATTENTION[resolution],
+    )
+    return dict(
+        family="biggan_deep",
+        resolution=resolution,
+        ch=ch,
+        num_classes=num_classes,
+        dim_z=cond_dim - shared_dim,
+        shared_dim=shared_dim,
+        hierarchical_z=False,
+        attention_resolution=attention_resolution,
+    )
+
+
+def infer_config(shapes):
+    """Generator config (`biggan.Generator.from_config`) from a module's `{key: shape}`
+    map; BigGAN-deep's carries `family="biggan_deep"`."""
+    if family_of(shapes) == "biggan_deep":
+        return _infer_deep_config(shapes)
+    shape = _shape_reader(shapes, EMA_SUFFIX)
     num_classes, shared_dim = shape("linear/w")
     z_chunk, linear_width = shape("Generator/G_Z/G_linear/w")
     ch = shape("Generator/conv_2d/w")[2]
-    block_ids = {int(m.group(2) or 0) for m in map(_BLOCK_KEY.match, shapes) if m}
+    block_ids = _block_ids(shapes)
     num_blocks = len(block_ids)
     resolution = 4 * 2**num_blocks
     if block_ids != set(range(num_blocks)) or resolution not in biggan.G_CHANNELS:
@@ -130,16 +201,14 @@ def infer_config(shapes):
             f"Generator/G_Z/G_linear/w has {linear_width} outputs; a {resolution}x{resolution} "
             f"BigGAN with ch={ch} (from conv_2d) needs {16 * ch * multipliers[0]}."
         )
-    attention_resolution = 0
-    if _lookup(shapes, "Generator/attention/theta/w", ema=True):
-        width = shape("Generator/attention/theta/w")[2]
-        candidates = [8 * 2**i for i in range(num_blocks) if ch * multipliers[i + 1] == width]
-        default = biggan.DEFAULT_ATTENTION[resolution]
-        if not candidates:
-            raise HubImportError(
-                f"Attention width {width} matches no generator block (ch={ch}, {resolution})."
-            )
-        attention_resolution = default if default in candidates else candidates[0]
+    attention_resolution = _attention_resolution(
+        shape,
+        shapes,
+        EMA_SUFFIX,
+        [ch * m for m in multipliers[1:]],
+        [8 * 2**i for i in range(num_blocks)],
+        biggan.DEFAULT_ATTENTION[resolution],
+    )
     return dict(
         resolution=resolution,
         ch=ch,
@@ -166,8 +235,45 @@ def _stat_entries(bn, scope):
     ]
 
 
+def _attention_entries(attention):
+    table = []
+    for name in ("theta", "phi", "g", "o_conv"):
+        table += _sn_entries(getattr(attention, name), f"Generator/attention/{name}", bias=False)
+    return table + [(attention.gamma, "Generator/attention/gamma", True)]
+
+
+def _deep_variable_table(generator):
+    """`variable_table` of a `biggan_deep.DeepGenerator` (docs/tfhub_layout.md §5.3).
+
+    The BN statistics are read from the scope of the BN's scale/offset
+    (`.../BatchNorm_2/accumulated_mean`): the layout's best guess, unverified.
+    """
+    table = [(generator.linear.kernel, "linear/w", True)]
+    table += _sn_entries(generator.G_linear, "Generator/GenZ/G_linear")
+    for i, block in enumerate(generator.blocks):
+        scope = f"Generator/{biggan.block_name('GBlock', i)}"
+        for j, conv in enumerate(block.convs()):
+            table += _sn_entries(conv, f"{scope}/conv{j}")
+        for name, cbn in zip(block.BN_NAMES, block.batch_norms()):
+            table += _sn_entries(cbn.gamma, f"{scope}/{name}/scale", bias=False)
+            table += _sn_entries(cbn.beta, f"{scope}/{name}/offset", bias=False)
+            table += _stat_entries(cbn.bn, f"{scope}/{name}")
+    if generator.attention is not None:
+        table += _attention_entries(generator.attention)
+    final = generator.BatchNorm
+    table += [
+        (final.gamma, "Generator/BatchNorm/scale", True),
+        (final.beta, "Generator/BatchNorm/offset", True),
+    ]
+    table += _stat_entries(final, "Generator/BatchNorm")
+    table += _sn_entries(generator.conv_to_rgb, "Generator/conv_to_rgb")
+    return table
+
+
 def variable_table(generator):
     """`[(variable, hub key without suffix, reads the EMA twin)]` for every G variable."""
+    if generator.family == "biggan_deep":
+        return _deep_variable_table(generator)
     table = [(generator.linear.kernel, "linear/w", True)]
     table += _sn_entries(generator.G_linear, "Generator/G_Z/G_linear")
     for i, block in enumerate(generator.blocks):
@@ -183,11 +289,7 @@ def variable_table(generator):
             table += _sn_entries(cbn.beta, f"{scope}/{bn_name}/beta", bias=False)
             table += _stat_entries(cbn.bn, f"{scope}/{stats_name}")
     if generator.attention is not None:
-        for name in ("theta", "phi", "g", "o_conv"):
-            table += _sn_entries(
-                getattr(generator.attention, name), f"Generator/attention/{name}", bias=False
-            )
-        table.append((generator.attention.gamma, "Generator/attention/gamma", True))
+        table += _attention_entries(generator.attention)
     final = generator.ScaledCrossReplicaBN
     table += [
         (final.gamma, "Generator/ScaledCrossReplicaBN/gamma", True),
@@ -198,14 +300,14 @@ def variable_table(generator):
     return table
 
 
-def _read_values(reader, shapes, table):
+def _read_values(reader, shapes, table, suffix=EMA_SUFFIX):
     """Reads and reshapes every table entry; raises one error listing every problem."""
     values, problems = [], []
     for variable, key, ema in table:
-        stored = _lookup(shapes, key, ema)
+        stored = _lookup(shapes, key, ema, suffix)
         expected = variable.shape.as_list()
         if stored is None:
-            wanted = f"{key}/{EMA_SUFFIX} (or {key})" if ema else key
+            wanted = f"{key}/{suffix} (or {key})" if ema else key
             problems.append(f"missing key {wanted}: expected shape {expected}")
             continue
         found = list(shapes[stored])
@@ -224,7 +326,7 @@ def _read_values(reader, shapes, table):
 
 
 def load_generator(handle):
-    """Builds a `biggan.Generator` from a TF-Hub BigGAN module and loads its weights.
+    """Builds a generator from a TF-Hub BigGAN or BigGAN-deep module and loads its weights.
 
     Args:
       handle: module directory, `https://tfhub.dev/deepmind/biggan-128/2`-style URL,
@@ -239,8 +341,9 @@ def load_generator(handle):
     path = resolve_module(handle)
     reader, shapes = read_shapes(path)
     config = infer_config(shapes)
-    generator = biggan.Generator(**config).build_weights()
-    values = _read_values(reader, shapes, variable_table(generator))
+    generator = biggan.Generator.from_config(config).build_weights()
+    suffix = EMA_SUFFIXES[generator.family]
+    values = _read_values(reader, shapes, variable_table(generator), suffix)
     for variable, _, value in values:
         variable.assign(value.reshape(variable.shape))
     loaded = sorted(stored for _, stored, _ in values)

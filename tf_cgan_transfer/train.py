@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
+from tf_cgan_transfer import biggan
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import data
@@ -141,6 +142,13 @@ def define_flags(fv):
         flag_values=fv,
     )
     # ---- Architecture (--method=scratch without --source) --------------------------------
+    flags.DEFINE_enum(
+        "family",
+        "biggan",
+        list(biggan.FAMILIES),
+        "Generator and D family: BigGAN or BigGAN-deep (which ignores --hierarchical_z).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("ch", 64, "Channel width.", flag_values=fv)
     flags.DEFINE_integer(
         "dim_z", None, "Latent width (None: per-resolution default).", flag_values=fv

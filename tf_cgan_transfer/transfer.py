@@ -81,13 +81,15 @@ def check_method(method, stage=None, residual_init="zeros"):
 @dataclasses.dataclass(frozen=True)
 class ArchitectureConfig:
     """The BigGAN that `scratch` builds when there is no source model (`biggan.Generator`
-    arguments; the resolution is the data's)."""
+    arguments; the resolution is the data's). `family` "biggan_deep" builds BigGAN-deep's
+    G and D (`biggan_deep.py`, `discriminator_deep.py`), which ignore `hierarchical_z`."""
 
     ch: int = 64
     dim_z: Optional[int] = None
     shared_dim: int = 128
     hierarchical_z: bool = True
     attention_resolution: Optional[int] = None
+    family: str = "biggan"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +215,9 @@ def _new_generator(source, config):
             _copy(source.linear, generator.linear)
         return generator
     if method in ("kp_bn", "bn_only"):
+        embedding = getattr(generator, "linear", None)  # BigGAN-deep's, for G_linear
+        if embedding is not None and embedding.use_mixture:
+            embedding.P_code.assign(source.linear.kernel)  # row k: old class k's embedding
         for src_bn, dst_bn in pairs:
             for part in ("gamma", "beta"):
                 p, wz = old_class_offsets(source, src_bn, part)
@@ -241,11 +246,12 @@ def _new_generator(source, config):
 def _new_discriminator(source_g, source_d, config):
     if source_d is not None:
         d_config = source_d.get_config()
-    else:  # hub sources ship no D: BigGAN's D for the generator's resolution and width
+    else:  # hub sources ship no D: the family's D for the generator's resolution and width
         d_config = dict(
             resolution=source_g.resolution,
             ch=source_g.ch,
             attention_resolution=source_g.attention_resolution,
+            family=source_g.family,
         )
     d_config.update(num_classes=config.num_new_classes)
     discriminator = discriminator_lib.Discriminator.from_config(d_config).build_weights()
@@ -332,20 +338,32 @@ def _scratch_models(config, architecture):
     if not config.resolution:
         raise TransferError("scratch without a source needs the resolution (TransferConfig).")
     arch = architecture or ArchitectureConfig()
-    generator = biggan.Generator(
-        resolution=config.resolution,
-        ch=arch.ch,
-        num_classes=config.num_new_classes,
-        dim_z=arch.dim_z,
-        shared_dim=arch.shared_dim,
-        hierarchical_z=arch.hierarchical_z,
-        attention_resolution=arch.attention_resolution,
-    ).build_weights()
-    discriminator = discriminator_lib.Discriminator(
-        resolution=config.resolution,
-        ch=arch.ch,
-        num_classes=config.num_new_classes,
-        attention_resolution=generator.attention_resolution,
+    if arch.family not in biggan.FAMILIES:
+        raise TransferError(f"Unknown family {arch.family!r}; use one of {biggan.FAMILIES}.")
+    deep = arch.family == "biggan_deep"
+    try:
+        generator = biggan.Generator.from_config(
+            dict(
+                family=arch.family,
+                resolution=config.resolution,
+                ch=arch.ch,
+                num_classes=config.num_new_classes,
+                dim_z=arch.dim_z,
+                shared_dim=arch.shared_dim,
+                hierarchical_z=arch.hierarchical_z and not deep,  # deep never splits z
+                attention_resolution=arch.attention_resolution,
+            )
+        ).build_weights()
+    except ValueError as e:
+        raise TransferError(str(e)) from e
+    discriminator = discriminator_lib.Discriminator.from_config(
+        dict(
+            family=arch.family,
+            resolution=config.resolution,
+            ch=arch.ch,
+            num_classes=config.num_new_classes,
+            attention_resolution=generator.attention_resolution,
+        )
     ).build_weights()
     return generator, discriminator
 
