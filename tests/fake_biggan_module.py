@@ -109,37 +109,10 @@ def make_biggan_tensors(
         float32 except the int64 `global_step`, in forward-pass order.
     """
     multipliers, attention_after = _architecture(resolution)
-    if not 1 <= n_u <= 3:
-        raise ValueError("n_u must be 1, 2 or 3, got %r" % n_u)
-    # Two streams: what the forward pass reads (EMA tensors, u0, statistics) comes
-    # from `main`, so it is the same for every raw_twins / n_u / extra_keys variant.
-    main = np.random.default_rng([resolution, seed, 0])
-    other = np.random.default_rng([resolution, seed, 1])
+    maker = TensorMaker([resolution, seed], raw_twins, n_u, EMA_SUFFIX)
     cond_dim = z_chunk + emb_dim
-    tensors = {}
-
-    def normal(shape, std, mean=0.0, rng=main):
-        return (mean + std * rng.standard_normal(shape)).astype(np.float32)
-
-    def trained(key, draw):
-        tensors[key + EMA_SUFFIX] = draw(main)
-        if raw_twins:
-            tensors[key] = draw(other)
-
-    def spectral_norm(scope, shape, bias, bias_std=_BIAS_STD):
-        trained(scope + "/w", lambda rng: normal(shape, _W_STD, rng=rng))
-        if bias:
-            trained(scope + "/b", lambda rng: normal(shape[-1:], bias_std, rng=rng))
-        for i in range(n_u):
-            tensors["%s/u%d" % (scope, i)] = normal([1, shape[-1]], 1.0, rng=other if i else main)
-
-    def statistics(scope, channels):
-        tensors[scope + "/accumulated_mean"] = normal([channels], _MEAN_STD)
-        tensors[scope + "/accumulated_var"] = main.uniform(0.5, 1.5, [channels]).astype(np.float32)
-        tensors[scope + "/accumulation_counter"] = np.array(COUNTER_VALUE, np.float32)
-
-    trained("linear/w", lambda rng: normal([num_classes, emb_dim], _EMBEDDING_STD, rng=rng))
-    spectral_norm(
+    maker.trained("linear/w", [num_classes, emb_dim], _EMBEDDING_STD)
+    maker.spectral_norm(
         "Generator/G_Z/G_linear",
         [z_chunk, 4 * 4 * multipliers[0] * ch],
         bias=True,
@@ -150,44 +123,96 @@ def make_biggan_tensors(
         scope = "Generator/" + block_name(index)
         for suffix, channels in (("", c_in), ("_1", c_out)):
             for param in ("gamma", "beta"):
-                spectral_norm(
+                maker.spectral_norm(
                     "%s/HyperBN%s/%s" % (scope, suffix, param), [cond_dim, channels], bias=False
                 )
-            statistics("%s/CrossReplicaBN%s" % (scope, suffix), channels)
-        spectral_norm(scope + "/conv0", [3, 3, c_in, c_out], bias=True)
-        spectral_norm(scope + "/conv1", [3, 3, c_out, c_out], bias=True)
-        spectral_norm(scope + "/conv_sc", [1, 1, c_in, c_out], bias=True)
+            maker.statistics("%s/CrossReplicaBN%s" % (scope, suffix), channels)
+        maker.spectral_norm(scope + "/conv0", [3, 3, c_in, c_out], bias=True)
+        maker.spectral_norm(scope + "/conv1", [3, 3, c_out, c_out], bias=True)
+        maker.spectral_norm(scope + "/conv_sc", [1, 1, c_in, c_out], bias=True)
         if index == attention_after:
-            if c_out % 8:
-                raise ValueError("attention width %d is not divisible by 8; increase ch" % c_out)
-            for name, shape in (
-                ("theta", [1, 1, c_out, c_out // 8]),
-                ("phi", [1, 1, c_out, c_out // 8]),
-                ("g", [1, 1, c_out, c_out // 2]),
-                ("o_conv", [1, 1, c_out // 2, c_out]),
-            ):
-                spectral_norm("Generator/attention/" + name, shape, bias=False)
-            tensors["Generator/attention/gamma" + EMA_SUFFIX] = np.array(
-                [EMA_ATTENTION_GAMMA], np.float32
-            )
-            if raw_twins:
-                tensors["Generator/attention/gamma"] = np.array([RAW_ATTENTION_GAMMA], np.float32)
+            maker.attention(c_out)
     channels = multipliers[-1] * ch
-    affine_shape = [1, 1, 1, channels] if final_bn_4d else [channels]
-    trained(
-        "Generator/ScaledCrossReplicaBN/gamma",
-        lambda rng: normal(affine_shape, _BN_AFFINE_STD, mean=1.0, rng=rng),
+    maker.final_bn(
+        "Generator/ScaledCrossReplicaBN",
+        ("gamma", "beta"),
+        "Generator/ScaledCrossReplicaBNbn",
+        channels,
+        final_bn_4d,
     )
-    trained(
-        "Generator/ScaledCrossReplicaBN/beta",
-        lambda rng: normal(affine_shape, _BN_AFFINE_STD, rng=rng),
-    )
-    statistics("Generator/ScaledCrossReplicaBNbn", channels)
-    spectral_norm("Generator/conv_2d", [3, 3, channels, 3], bias=True)
+    maker.spectral_norm("Generator/conv_2d", [3, 3, channels, 3], bias=True)
     if extra_keys:
-        tensors["global_step"] = np.array(123456, np.int64)
-        tensors["Generator/some_unknown_thing"] = normal([2], 1.0, rng=other)
-    return tensors
+        maker.extra_keys()
+    return maker.tensors
+
+
+class TensorMaker:
+    """Draws a fake module's tensors, key by key, into `tensors` (in call order).
+
+    Two streams: what the forward pass reads (EMA tensors, u0, statistics) comes from
+    `main`, so it is the same for every `raw_twins` / `n_u` / extra-keys variant; raw
+    twins, u1/u2 and extra keys come from `other`.
+    """
+
+    def __init__(self, seed_parts, raw_twins=True, n_u=3, suffix=EMA_SUFFIX):
+        if not 1 <= n_u <= 3:
+            raise ValueError("n_u must be 1, 2 or 3, got %r" % n_u)
+        self.main = np.random.default_rng([*seed_parts, 0])
+        self.other = np.random.default_rng([*seed_parts, 1])
+        self.raw_twins = raw_twins
+        self.n_u = n_u
+        self.suffix = suffix
+        self.tensors = {}
+
+    def normal(self, shape, std, mean=0.0, rng=None):
+        rng = rng or self.main
+        return (mean + std * rng.standard_normal(shape)).astype(np.float32)
+
+    def trained(self, key, shape, std, mean=0.0):
+        """The EMA tensor (and its raw twin, drawn independently) of a trained weight."""
+        self.tensors[key + self.suffix] = self.normal(shape, std, mean)
+        if self.raw_twins:
+            self.tensors[key] = self.normal(shape, std, mean, rng=self.other)
+
+    def spectral_norm(self, scope, shape, bias, bias_std=_BIAS_STD):
+        self.trained(scope + "/w", shape, _W_STD)
+        if bias:
+            self.trained(scope + "/b", shape[-1:], bias_std)
+        for i in range(self.n_u):
+            rng = self.other if i else self.main
+            self.tensors["%s/u%d" % (scope, i)] = self.normal([1, shape[-1]], 1.0, rng=rng)
+
+    def statistics(self, scope, channels):
+        self.tensors[scope + "/accumulated_mean"] = self.normal([channels], _MEAN_STD)
+        var = self.main.uniform(0.5, 1.5, [channels]).astype(np.float32)
+        self.tensors[scope + "/accumulated_var"] = var
+        self.tensors[scope + "/accumulation_counter"] = np.array(COUNTER_VALUE, np.float32)
+
+    def attention(self, channels):
+        if channels % 8:
+            raise ValueError("attention width %d is not divisible by 8; increase ch" % channels)
+        for name, shape in (
+            ("theta", [1, 1, channels, channels // 8]),
+            ("phi", [1, 1, channels, channels // 8]),
+            ("g", [1, 1, channels, channels // 2]),
+            ("o_conv", [1, 1, channels // 2, channels]),
+        ):
+            self.spectral_norm("Generator/attention/" + name, shape, bias=False)
+        gamma = "Generator/attention/gamma"
+        self.tensors[gamma + self.suffix] = np.array([EMA_ATTENTION_GAMMA], np.float32)
+        if self.raw_twins:
+            self.tensors[gamma] = np.array([RAW_ATTENTION_GAMMA], np.float32)
+
+    def final_bn(self, affine_scope, names, stats_scope, channels, four_d=True):
+        """The final BN's gain (about 1) and bias, stored [1, 1, 1, C] or [C], and stats."""
+        shape = [1, 1, 1, channels] if four_d else [channels]
+        self.trained("%s/%s" % (affine_scope, names[0]), shape, _BN_AFFINE_STD, mean=1.0)
+        self.trained("%s/%s" % (affine_scope, names[1]), shape, _BN_AFFINE_STD)
+        self.statistics(stats_scope, channels)
+
+    def extra_keys(self):
+        self.tensors["global_step"] = np.array(123456, np.int64)
+        self.tensors["Generator/some_unknown_thing"] = self.normal([2], 1.0, rng=self.other)
 
 
 def _infer_resolution(tensors):
@@ -333,84 +358,105 @@ def reference_forward(tensors, z, y):
 # ---------------------------------------------------------------------------
 
 
-def _tf_generator(read, z, y, resolution):
-    """Graph-mode forward pass; `read(key)` returns the variable's value."""
-    multipliers, attention_after = _architecture(resolution)
-    n_blocks = len(multipliers) - 1
+class GraphOps:
+    """Raw-TF float32 ops of the hub graph (docs/tfhub_layout.md §1.3, §3, §4) reading
+    module variables through `read(key)`; `suffix` is the family's EMA suffix."""
 
-    def spectral_norm(scope):
-        w = read(scope + "/w" + EMA_SUFFIX)
+    def __init__(self, read, suffix=EMA_SUFFIX):
+        self.read = read
+        self.suffix = suffix
+
+    def ema(self, key):
+        return self.read(key + self.suffix)
+
+    def spectral_norm(self, scope):
+        w = self.ema(scope + "/w")
         m = tf.reshape(w, [-1, w.shape[-1]])
-        v = tf.matmul(read(scope + "/u0"), m, transpose_b=True)
+        v = tf.matmul(self.read(scope + "/u0"), m, transpose_b=True)
         v = v * tf.math.rsqrt(tf.reduce_sum(tf.square(v)) + SN_EPS)
         u = tf.matmul(v, m)
         u_hat = u * tf.math.rsqrt(tf.reduce_sum(tf.square(u)) + SN_EPS)
         sigma = tf.matmul(tf.matmul(v, m), u_hat, transpose_b=True)
         return w / tf.reshape(sigma, [])
 
-    def conv(scope, x, bias=True):
-        out = tf.nn.conv2d(x, spectral_norm(scope), strides=1, padding="SAME")
-        return out + read(scope + "/b" + EMA_SUFFIX) if bias else out
+    def linear(self, scope, x):
+        return tf.matmul(x, self.spectral_norm(scope)) + self.ema(scope + "/b")
 
-    def batch_norm(stats_scope, x, gain, bias):
+    def conv(self, scope, x, bias=True):
+        out = tf.nn.conv2d(x, self.spectral_norm(scope), strides=1, padding="SAME")
+        return out + self.ema(scope + "/b") if bias else out
+
+    def batch_norm(self, stats_scope, x, gain, bias):
         return tf.nn.batch_normalization(
             x,
-            read(stats_scope + "/accumulated_mean"),
-            read(stats_scope + "/accumulated_var"),
+            self.read(stats_scope + "/accumulated_mean"),
+            self.read(stats_scope + "/accumulated_var"),
             offset=bias,
             scale=gain,
             variance_epsilon=BN_EPS,
         )
 
-    def conditional_bn(block, suffix, x, cond):
-        hyper = "Generator/%s/HyperBN%s/" % (block, suffix)
-        gain = 1.0 + tf.matmul(cond, spectral_norm(hyper + "gamma"))
-        bias = tf.matmul(cond, spectral_norm(hyper + "beta"))
-        return batch_norm(
-            "Generator/%s/CrossReplicaBN%s" % (block, suffix),
-            x,
-            gain[:, None, None, :],
-            bias[:, None, None, :],
-        )
+    def conditional_bn(self, projections, stats_scope, x, cond):
+        """BN with gain 1 + c W_gain, bias c W_bias; `projections` = (gain, bias) scopes."""
+        gain = 1.0 + tf.matmul(cond, self.spectral_norm(projections[0]))
+        bias = tf.matmul(cond, self.spectral_norm(projections[1]))
+        return self.batch_norm(stats_scope, x, gain[:, None, None, :], bias[:, None, None, :])
 
+    def final_bn(self, affine_scope, names, stats_scope, x):
+        """The unconditional final BN; its affine may be stored [C] or [1, 1, 1, C]."""
+        gain, bias = (tf.reshape(self.ema(affine_scope + "/" + n), [-1]) for n in names)
+        return self.batch_norm(stats_scope, x, gain, bias)
+
+    @staticmethod
     def upsample(x):  # four channel copies, then depth_to_space: nearest x2
         return tf.nn.depth_to_space(tf.concat([x] * 4, axis=-1), 2)
 
-    def attention(x):
+    def attention(self, x):
         scope = "Generator/attention/"
         _, height, width, _ = x.shape.as_list()
         batch = tf.shape(x)[0]
-        theta = conv(scope + "theta", x, bias=False)
-        phi = tf.nn.max_pool2d(conv(scope + "phi", x, bias=False), 2, 2, "VALID")
-        g = tf.nn.max_pool2d(conv(scope + "g", x, bias=False), 2, 2, "VALID")
+        theta = self.conv(scope + "theta", x, bias=False)
+        phi = tf.nn.max_pool2d(self.conv(scope + "phi", x, bias=False), 2, 2, "VALID")
+        g = tf.nn.max_pool2d(self.conv(scope + "g", x, bias=False), 2, 2, "VALID")
         theta = tf.reshape(theta, [batch, height * width, theta.shape[-1]])
         phi = tf.reshape(phi, [batch, height * width // 4, phi.shape[-1]])
         g = tf.reshape(g, [batch, height * width // 4, g.shape[-1]])
         att = tf.nn.softmax(tf.matmul(theta, phi, transpose_b=True), axis=-1)
         o = tf.reshape(tf.matmul(att, g), [batch, height, width, g.shape[-1]])
-        o = conv(scope + "o_conv", o, bias=False)
-        return x + read(scope + "gamma" + EMA_SUFFIX)[0] * o
+        o = self.conv(scope + "o_conv", o, bias=False)
+        return x + self.ema(scope + "gamma")[0] * o
 
-    emb = tf.matmul(y, read("linear/w" + EMA_SUFFIX))
+
+def _tf_generator(read, z, y, resolution):
+    """Graph-mode forward pass; `read(key)` returns the variable's value."""
+    multipliers, attention_after = _architecture(resolution)
+    n_blocks = len(multipliers) - 1
+    ops = GraphOps(read)
+
+    def conditional_bn(block, suffix, x, cond):
+        hyper = "Generator/%s/HyperBN%s/" % (block, suffix)
+        stats = "Generator/%s/CrossReplicaBN%s" % (block, suffix)
+        return ops.conditional_bn((hyper + "gamma", hyper + "beta"), stats, x, cond)
+
+    emb = tf.matmul(y, ops.ema("linear/w"))
     chunks = tf.split(z, n_blocks + 1, axis=1)
-    linear = "Generator/G_Z/G_linear"
-    h = tf.matmul(chunks[0], spectral_norm(linear)) + read(linear + "/b" + EMA_SUFFIX)
+    h = ops.linear("Generator/G_Z/G_linear", chunks[0])
     h = tf.reshape(h, [-1, 4, 4, h.shape[-1] // 16])
     for index in range(n_blocks):
         block = block_name(index)
         scope = "Generator/" + block
         cond = tf.concat([chunks[index + 1], emb], axis=1)
         a = tf.nn.relu(conditional_bn(block, "", h, cond))
-        a = conv(scope + "/conv0", upsample(a))
+        a = ops.conv(scope + "/conv0", ops.upsample(a))
         a = tf.nn.relu(conditional_bn(block, "_1", a, cond))
-        a = conv(scope + "/conv1", a)
-        h = a + conv(scope + "/conv_sc", upsample(h))
+        a = ops.conv(scope + "/conv1", a)
+        h = a + ops.conv(scope + "/conv_sc", ops.upsample(h))
         if index == attention_after:
-            h = attention(h)
-    gamma = tf.reshape(read("Generator/ScaledCrossReplicaBN/gamma" + EMA_SUFFIX), [-1])
-    beta = tf.reshape(read("Generator/ScaledCrossReplicaBN/beta" + EMA_SUFFIX), [-1])
-    h = tf.nn.relu(batch_norm("Generator/ScaledCrossReplicaBNbn", h, gamma, beta))
-    return tf.tanh(conv("Generator/conv_2d", h))
+            h = ops.attention(h)
+    h = ops.final_bn(
+        "Generator/ScaledCrossReplicaBN", ("gamma", "beta"), "Generator/ScaledCrossReplicaBNbn", h
+    )
+    return tf.tanh(ops.conv("Generator/conv_2d", tf.nn.relu(h)))
 
 
 def build_tf1_hub_module(export_dir, tensors):
@@ -434,6 +480,18 @@ def build_tf1_hub_module(export_dir, tensors):
     n_chunks = len(_architecture(resolution)[0])  # n_blocks + 1
     dim_z = n_chunks * tensors["Generator/G_Z/G_linear/w" + EMA_SUFFIX].shape[0]
     num_classes = tensors["linear/w" + EMA_SUFFIX].shape[0]
+    export_module(
+        export_dir,
+        tensors,
+        dim_z,
+        num_classes,
+        lambda read, z, y: _tf_generator(read, z, y, resolution),
+    )
+
+
+def export_module(export_dir, tensors, dim_z, num_classes, graph_fn):
+    """`build_tf1_hub_module` for any graph: `graph_fn(read, z, y)` -> output, where
+    `read(key)` gives a module variable's value."""
 
     def module_fn():
         variables = {}
@@ -450,7 +508,7 @@ def build_tf1_hub_module(export_dir, tensors):
         z = tf.compat.v1.placeholder(tf.float32, [None, dim_z], name="z")
         y = tf.compat.v1.placeholder(tf.float32, [None, num_classes], name="y")
         truncation = tf.compat.v1.placeholder(tf.float32, [], name="truncation")
-        output = _tf_generator(lambda key: tf.convert_to_tensor(variables[key]), z, y, resolution)
+        output = graph_fn(lambda key: tf.convert_to_tensor(variables[key]), z, y)
         hub.add_signature(
             inputs={"z": z, "y": y, "truncation": truncation}, outputs={"default": output}
         )

@@ -14,7 +14,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_hub as hub
 
+from tests import fake_biggan_deep_module as fake_deep
 from tests import fake_biggan_module as fake
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import biggan_deep
 from tf_cgan_transfer import hub_import
 
 
@@ -29,10 +32,15 @@ def _inputs(generator_or_dim_z, num_classes, batch=2, seed=0):
 class HubParityTest(tf.test.TestCase):
     """docs/design.md §4, invariant 1: our import equals the module's own output."""
 
-    def _check_parity(self, resolution):
-        tensors = fake.make_biggan_tensors(resolution=resolution, seed=resolution)
+    fixture = fake
+
+    def _check_parity(self, resolution, **sizes):
+        if self.fixture is fake:
+            tensors = fake.make_biggan_tensors(resolution=resolution, seed=resolution, **sizes)
+        else:
+            tensors = fake_deep.make_deep_tensors(resolution=resolution, seed=resolution, **sizes)
         module_dir = self.create_tempdir().full_path
-        fake.build_tf1_hub_module(module_dir, tensors)
+        self.fixture.build_tf1_hub_module(module_dir, tensors)
         generator, report = hub_import.load_generator(module_dir)
 
         z, y = _inputs(generator, 3, seed=resolution)
@@ -43,6 +51,8 @@ class HubParityTest(tf.test.TestCase):
         actual = generator((z, y))
         self.assertEqual(actual.shape, [2, resolution, resolution, 3])
         self.assertAllClose(actual, expected, atol=1e-5, rtol=0)
+        print(f"hub parity {self.fixture.__name__} {resolution}: max |diff| "
+              f"{float(tf.reduce_max(tf.abs(actual - expected))):.2g}")
         self.assertGreater(float(tf.math.reduce_std(expected)), 0.1)  # not a flat image
         # Class ids give the same images as one-hot rows.
         self.assertAllClose(generator((z, np.argmax(y, 1))), expected, atol=1e-5, rtol=0)
@@ -81,6 +91,51 @@ class HubParityTest(tf.test.TestCase):
         self.assertEqual(report.config["dim_z"], 14)
         self.assertEqual(report.config["attention_resolution"], 128)
         self.assertEqual(generator.attention_index, 4)
+
+
+class DeepHubParityTest(HubParityTest):
+    """The same for biggan-deep modules: a TF1 Hub module of the layout's deep forward
+    pass (tests/fake_biggan_deep_module.py), imported as a `DeepGenerator`."""
+
+    fixture = fake_deep
+
+    def _check_deep(self, resolution, ch=4, **variant):
+        generator, report, tensors = self._check_parity(resolution, ch=ch, **variant)
+        self.assertIsInstance(generator, biggan_deep.DeepGenerator)
+        self.assertEqual(
+            report.config,
+            dict(
+                family="biggan_deep",
+                resolution=resolution,
+                ch=ch,
+                num_classes=3,
+                dim_z=8,
+                shared_dim=8,
+                hierarchical_z=False,
+                attention_resolution=64,
+            ),
+        )
+        self.assertEqual(generator.attention_index, fake_deep.ATTENTION_AFTER)
+        # Parameters: the module's EMA tensors, the built model and the shape rules agree.
+        ema = sum(v.size for k, v in tensors.items() if k.endswith(fake_deep.EMA_SUFFIX))
+        expected = fake_deep.parameter_count(resolution, ch, num_classes=3, dim_z=8, emb_dim=8)
+        self.assertEqual(biggan.count_parameters(generator), expected)
+        self.assertEqual(ema, expected)
+        self.assertIn("Generator/GBlock/BatchNorm_2/scale/w/ema_0.9999", report.loaded_keys)
+        self.assertEqual(sorted(report.loaded_keys + report.ignored_keys), sorted(tensors))
+        return report
+
+    def test_biggan_128_layout(self):
+        # Raw twins, u1/u2 and unknown keys are in the module and ignored.
+        report = self._check_deep(128)
+        self.assertIn("Generator/GBlock/BatchNorm_2/scale/w", report.ignored_keys)
+        self.assertIn("Generator/GBlock_9/conv3/u2", report.ignored_keys)
+        self.assertIn("global_step", report.ignored_keys)
+
+    def test_biggan_256_layout(self):
+        # EMA tensors and u0 only: a module of a third of the keys builds in half the time.
+        report = self._check_deep(256, raw_twins=False, n_u=1, extra_keys=False)
+        self.assertEqual(report.ignored_keys, [])
 
 
 class ModuleVariantsTest(tf.test.TestCase):
@@ -166,7 +221,9 @@ class HandleResolutionTest(tf.test.TestCase):
             ("https://tfhub.dev/deepmind/biggan-512/2/", 512),
             ("deepmind/biggan/tensorFlow1/128/2", 128),
             ("https://www.kaggle.com/models/deepmind/biggan/TensorFlow1/256/1", 256),
-            ("deepmind/biggan-deep-128/1", None),
+            ("deepmind/biggan-deep-128/1", 128),
+            ("https://tfhub.dev/deepmind/biggan-deep-512/1", 512),
+            ("deepmind/biggan-deep/tensorFlow1/256/1", 256),
             ("deepmind/biggan/tensorFlow1/128", None),  # malformed: loading says why
             ("someone/else/tensorFlow1/128/2", None),
         ):
@@ -203,13 +260,28 @@ class BadModuleTest(tf.test.TestCase):
         ):
             hub_import.load_generator(self._write(other))
 
-    def test_biggan_deep_module(self):
+    def test_incomplete_biggan_deep_module(self):
         deep = {
             "linear/w/ema_0.9999": np.zeros([3, 8], np.float32),
             "Generator/GenZ/G_linear/w/ema_0.9999": np.zeros([16, 64], np.float32),
         }
-        with self.assertRaisesRegex(hub_import.HubImportError, "BigGAN-deep module"):
+        with self.assertRaisesRegex(
+            hub_import.HubImportError, "key 'Generator/conv_to_rgb/w' is missing"
+        ):
             hub_import.load_generator(self._write(deep))
+
+    def test_deep_512_layout_and_final_bn_vectors(self):
+        # 512 from shapes alone (its graph is the 256 one with two more blocks); the final
+        # BN's scale/offset stored as [C] load as well as [1, 1, 1, C].
+        tensors = fake_deep.make_deep_tensors(resolution=512, ch=2, raw_twins=False, n_u=1)
+        shapes = {k: list(np.shape(v)) for k, v in tensors.items()}
+        config = hub_import.infer_config(shapes)
+        self.assertEqual((config["resolution"], config["ch"], config["dim_z"]), (512, 2, 8))
+        self.assertEqual(config["attention_resolution"], 64)
+        small = fake_deep.make_deep_tensors(resolution=128, final_bn_4d=False, extra_keys=False)
+        generator, report = hub_import.load_generator(self._write(small))
+        self.assertEqual(generator.BatchNorm.gamma.shape, [4])
+        self.assertEqual(report.config["resolution"], 128)
 
     def test_missing_key_is_named_with_expected_shape(self):
         tensors = fake.make_biggan_tensors(resolution=128)

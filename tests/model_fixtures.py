@@ -6,7 +6,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import biggan_deep
+from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import discriminator_deep
 from tf_cgan_transfer import model_io
 
 OLD_CLASSES = 5
@@ -45,16 +48,33 @@ def make_source(directory, shared=True, with_d=False, seed=0):
 
 
 def set_one_hot_mixtures(generator, mapping):
-    """A = one-hot(old class mapping[n]) (effective, after SN), bias 0, R = 0."""
+    """A = one-hot(old class mapping[n]) (effective, after SN), bias 0, R = 0, in every
+    knowledge-propagating layer (BigGAN-deep's class embedding too)."""
     one_hot = np.zeros([len(mapping), generator.num_source_classes], np.float32)
     one_hot[np.arange(len(mapping)), mapping] = 1.0
-    for bn in generator.conditional_batch_norms():
+    for layer in conditional_bn.knowledge_propagating(generator):
         # Rows are orthonormal, so sigma(100 * one_hot) = 100 up to eps/100^2.
-        for a in (bn.A_gamma, bn.A_beta):
+        for a in layer.mixtures():
             a.kernel.assign(100.0 * one_hot)
             a.bias.assign(tf.zeros_like(a.bias))
-        for r in (bn.R_gamma, bn.R_beta):
+        for r in layer.residuals():
             r.assign(tf.zeros_like(r))
+
+
+def make_deep_source(directory, resolution=32, with_d=False, seed=0, **kwargs):
+    """A small pretrained-like BigGAN-deep source (ch 4, OLD_CLASSES classes, dim_z 8,
+    embedding 8) saved as one of our model directories."""
+    tf.keras.utils.set_random_seed(seed)
+    args = dict(ch=4, num_classes=OLD_CLASSES, dim_z=8, shared_dim=8)
+    args.update(kwargs)
+    g = biggan_deep.DeepGenerator(resolution, **args).build_weights()
+    _randomize_statistics(g, seed)
+    d = None
+    if with_d:
+        d = discriminator_deep.DeepDiscriminator(resolution, ch=4, num_classes=OLD_CLASSES)
+        d.build_weights()
+    model_io.save_models(directory, g, d)
+    return g, d
 
 
 def write_image_folder(root, classes=3, per_class=6, seed=0):

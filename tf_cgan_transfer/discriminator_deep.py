@@ -106,7 +106,8 @@ class DeepDiscriminator(discriminator.Discriminator):
 
     family = "biggan_deep"
     CHANNELS = DEEP_D_CHANNELS
-    ATTENTION = biggan_deep.DEEP_ATTENTION
+    # At 64x64 after the block that keeps that size; the 64 px D never has one.
+    ATTENTION = {32: 0, 64: 0, 128: 64, 256: 64, 512: 64}
 
     def __init__(self, resolution=128, ch=128, name="Discriminator", **kwargs):
         super().__init__(resolution=resolution, ch=ch, name=name, **kwargs)

@@ -243,6 +243,12 @@ def _new_generator(source, config):
     return generator
 
 
+def _d_attention(generator):
+    """Where a fresh D for `generator` puts attention: where G does (BigGAN), or where
+    its own table says (BigGAN-deep's D: at 64x64 once a block keeps that size)."""
+    return generator.attention_resolution if generator.family == "biggan" else None
+
+
 def _new_discriminator(source_g, source_d, config):
     if source_d is not None:
         d_config = source_d.get_config()
@@ -250,7 +256,7 @@ def _new_discriminator(source_g, source_d, config):
         d_config = dict(
             resolution=source_g.resolution,
             ch=source_g.ch,
-            attention_resolution=source_g.attention_resolution,
+            attention_resolution=_d_attention(source_g),
             family=source_g.family,
         )
     d_config.update(num_classes=config.num_new_classes)
@@ -362,7 +368,7 @@ def _scratch_models(config, architecture):
             resolution=config.resolution,
             ch=arch.ch,
             num_classes=config.num_new_classes,
-            attention_resolution=generator.attention_resolution,
+            attention_resolution=_d_attention(generator),
         )
     ).build_weights()
     return generator, discriminator
