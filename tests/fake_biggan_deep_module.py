@@ -144,17 +144,19 @@ def _tf_deep_generator(read, z, y, num_blocks):
     return tf.tanh(ops.conv("Generator/conv_to_rgb", h)[:, :, :, :3])
 
 
-def build_tf1_hub_module(export_dir, tensors):
+def build_tf1_hub_module(export_dir, tensors, inputs=None):
     """Exports `tensors` (from `make_deep_tensors`) as a TF1 Hub module with the
     `default` signature `(z, y, truncation) -> [B, R, R, 3]` (see
-    `fake_biggan_module.build_tf1_hub_module`)."""
+    `fake_biggan_module.build_tf1_hub_module`). With `inputs` = `(z, y)`, returns the
+    module's output for them (`fake_biggan_module.export_module`)."""
     num_classes, emb_dim = tensors["linear/w" + EMA_SUFFIX].shape
     dim_z = tensors["Generator/GenZ/G_linear/w" + EMA_SUFFIX].shape[0] - emb_dim
     num_blocks = _num_blocks(tensors)
-    fake.export_module(
+    return fake.export_module(
         export_dir,
         tensors,
         dim_z,
         num_classes,
         lambda read, z, y: _tf_deep_generator(read, z, y, num_blocks),
+        inputs,
     )

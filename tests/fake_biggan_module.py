@@ -489,9 +489,14 @@ def build_tf1_hub_module(export_dir, tensors):
     )
 
 
-def export_module(export_dir, tensors, dim_z, num_classes, graph_fn):
+def export_module(export_dir, tensors, dim_z, num_classes, graph_fn, inputs=None):
     """`build_tf1_hub_module` for any graph: `graph_fn(read, z, y)` -> output, where
-    `read(key)` gives a module variable's value."""
+    `read(key)` gives a module variable's value.
+
+    With `inputs` = `(z, y)` NumPy arrays, also returns the module's `default` output
+    for them (truncation 1.0), computed in the session that exports the module (cheaper
+    than loading the export again: the same graph and variable values).
+    """
 
     def module_fn():
         variables = {}
@@ -522,9 +527,15 @@ def export_module(export_dir, tensors, dim_z, num_classes, graph_fn):
             placeholder = tf.compat.v1.placeholder(variable.dtype.base_dtype, value.shape)
             feeds[placeholder] = value
             assigns.append(variable.assign(placeholder))
+        output = None
+        if inputs is not None:
+            z, y = (tf.constant(v, tf.float32) for v in inputs)
+            output = module(dict(z=z, y=y, truncation=tf.constant(1.0)))
         with tf.compat.v1.Session() as session:
             session.run(assigns, feeds)  # one run: every variable of the module
             module.export(export_dir, session)
+            if output is not None:
+                output = session.run(output)
 
     reader = tf.train.load_checkpoint(os.path.join(export_dir, "variables", "variables"))
     stored = reader.get_variable_to_shape_map()
@@ -535,6 +546,7 @@ def export_module(export_dir, tensors, dim_z, num_classes, graph_fn):
         )
     for key, value in tensors.items():
         np.testing.assert_array_equal(reader.get_tensor(key), value, err_msg=key)
+    return output
 
 
 def write_checkpoint_only_module(export_dir, tensors):
