@@ -137,7 +137,8 @@ class DeepTransferTest(tf.test.TestCase):
         self.assertIs(layers_[0], generator.linear)
         self.assertLen(layers_, 1 + 4 * generator.num_blocks)
         labels = list(mixture_stats.mixtures(generator))
-        self.assertEqual(labels[:3], ["linear/code", "GBlock/BatchNorm/gain", "GBlock/BatchNorm/bias"])
+        expected = ["linear/code", "GBlock/BatchNorm/gain", "GBlock/BatchNorm/bias"]
+        self.assertEqual(labels[:3], expected)
         groups = transfer.bn_parameter_groups(generator)
         self.assertIn(id(generator.linear.P_code), {id(v) for v in groups["p"]})
         self.assertIn(id(generator.linear.R_code), {id(v) for v in groups["r"]})
@@ -238,8 +239,8 @@ class DeepDistributionTest(tf.test.TestCase):
         mirrored = trainer.Trainer(config, strategy, num_classes=3)
         for run in (single, mirrored):
             run.g_optimizer.jit_compile = run.d_optimizer.jit_compile = False
-        for a, b in ((single.generator, mirrored.generator), (single.discriminator, mirrored.discriminator)):
-            b.set_weights(a.get_weights())
+        for model in ("generator", "discriminator"):
+            getattr(mirrored, model).set_weights(getattr(single, model).get_weights())
         self.assertIsInstance(single.generator, biggan_deep.DeepGenerator)
         self.assertIsInstance(single.discriminator, discriminator_deep.DeepDiscriminator)
         # The bn stage trains the class embedding's A, P and R too.

@@ -280,6 +280,7 @@ class Generator(tf.keras.Model):
     # ---- What a family defines (BigGAN-deep overrides these; `biggan_deep.py`) ----
 
     family = "biggan"
+    BLOCK = GBlock
     CHANNELS = G_CHANNELS
     ATTENTION = DEFAULT_ATTENTION
     DIM_Z = DEFAULT_DIM_Z
@@ -306,13 +307,19 @@ class Generator(tf.keras.Model):
             self.shared_dim, use_bias=False, name="linear", dtype=layers.FLOAT32
         )
 
+    def block_options(self, index):
+        """Constructor arguments of block `index` beyond what every family's block takes."""
+        del index
+        return {}
+
     def make_block(self, index, out_channels):
-        return GBlock(
+        return self.BLOCK(
             out_channels,
             conditional_bn=self._conditional_bn_config(),
             sn_epsilon=self.sn_epsilon,
             sn_norm_style=self.sn_norm_style,
             name=block_name("GBlock", index),
+            **self.block_options(index),
         )
 
     def make_head(self, channels):
@@ -456,15 +463,25 @@ class Generator(tf.keras.Model):
     @classmethod
     def from_config(cls, config):
         """The generator of `config`'s family ("biggan" when it names none)."""
-        config = dict(config)
-        family = config.pop("family", "biggan")
-        if family == "biggan":
-            return Generator(**config)
-        if family == "biggan_deep":
+
+        def deep():
             from tf_cgan_transfer import biggan_deep  # deferred: it builds on this module
 
-            return biggan_deep.DeepGenerator(**config)
-        raise ValueError(f"Unknown generator family {family!r}; use one of {FAMILIES}.")
+            return biggan_deep.DeepGenerator
+
+        classes = dict(biggan=lambda: Generator, biggan_deep=deep)
+        return from_family_config(config, classes, "generator")
+
+
+def from_family_config(config, classes, what):
+    """`classes[family]()(**config)` for `config`'s "family" ("biggan" when missing, as in
+    configs saved before BigGAN-deep); `classes` maps families to functions returning the
+    class, so that a family's module is imported only when used."""
+    config = dict(config)
+    family = config.pop("family", "biggan")
+    if family not in classes:
+        raise ValueError(f"Unknown {what} family {family!r}; use one of {FAMILIES}.")
+    return classes[family]()(**config)
 
 
 def accumulate_standing_stats(

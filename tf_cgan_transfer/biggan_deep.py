@@ -159,6 +159,7 @@ class DeepGenerator(biggan.Generator):
     """
 
     family = "biggan_deep"
+    BLOCK = DeepGBlock
     CHANNELS = DEEP_G_CHANNELS
     ATTENTION = DEEP_ATTENTION
     DIM_Z = DEEP_DIM_Z
@@ -217,15 +218,8 @@ class DeepGenerator(biggan.Generator):
             dtype=layers.FLOAT32,
         )
 
-    def make_block(self, index, out_channels):
-        return DeepGBlock(
-            out_channels,
-            upsample=upsamples(index),
-            conditional_bn=self._conditional_bn_config(),
-            sn_epsilon=self.sn_epsilon,
-            sn_norm_style=self.sn_norm_style,
-            name=biggan.block_name("GBlock", index),
-        )
+    def block_options(self, index):
+        return dict(upsample=upsamples(index))
 
     def make_head(self, channels):
         self.BatchNorm = layers.StandingBatchNorm(

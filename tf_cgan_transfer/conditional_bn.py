@@ -175,7 +175,8 @@ class _KnowledgePropagation(tf.keras.layers.Layer):
                 build_sublayer(a, [None, n])
             setattr(self, f"A_{part}", a)
             setattr(self, f"P_{part}", p)
-            setattr(self, f"R_{part}", self._kp_weight(f"R_{part}", [n, channels], self.residual_init))
+            r = self._kp_weight(f"R_{part}", [n, channels], self.residual_init)
+            setattr(self, f"R_{part}", r)
 
     def mixtures(self):
         """The mixture layers A, one per part ([] without `use_mixture`)."""

@@ -251,12 +251,11 @@ class Discriminator(tf.keras.Model):
     @classmethod
     def from_config(cls, config):
         """The discriminator of `config`'s family ("biggan" when it names none)."""
-        config = dict(config)
-        family = config.pop("family", "biggan")
-        if family == "biggan":
-            return Discriminator(**config)
-        if family == "biggan_deep":
-            from tf_cgan_transfer import discriminator_deep  # deferred: builds on this module
 
-            return discriminator_deep.DeepDiscriminator(**config)
-        raise ValueError(f"Unknown discriminator family {family!r}; use one of {biggan.FAMILIES}.")
+        def deep():
+            from tf_cgan_transfer import discriminator_deep  # deferred: it builds on this module
+
+            return discriminator_deep.DeepDiscriminator
+
+        classes = dict(biggan=lambda: Discriminator, biggan_deep=deep)
+        return biggan.from_family_config(config, classes, "discriminator")

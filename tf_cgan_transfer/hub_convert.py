@@ -1,5 +1,8 @@
 r"""Converts a TF-Hub BigGAN module into a models directory of our Generator, plus samples.
 
+BigGAN-deep modules (`deepmind/biggan-deep-128/1`, ...) convert the same way, into a
+`biggan_deep.DeepGenerator` (`hub_import` tells the families apart).
+
   python -m tf_cgan_transfer.hub_convert \
       --module=https://tfhub.dev/deepmind/biggan-128/2 --output_dir=/tmp/biggan128 \
       --class_ids=1,207,980 --samples_per_class=4
