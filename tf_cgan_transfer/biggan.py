@@ -463,25 +463,27 @@ class Generator(tf.keras.Model):
     @classmethod
     def from_config(cls, config):
         """The generator of `config`'s family ("biggan" when it names none)."""
+        return from_family_config(config, GENERATOR_FAMILIES, "generator")
 
-        def deep():
-            from tf_cgan_transfer import biggan_deep  # deferred: it builds on this module
 
-            return biggan_deep.DeepGenerator
-
-        classes = dict(biggan=lambda: Generator, biggan_deep=deep)
-        return from_family_config(config, classes, "generator")
+# Family -> generator class. `biggan_deep` adds its class when imported (`model_io`,
+# which every loader goes through, imports it), so this module does not depend on it.
+GENERATOR_FAMILIES = {"biggan": Generator}
 
 
 def from_family_config(config, classes, what):
-    """`classes[family]()(**config)` for `config`'s "family" ("biggan" when missing, as in
-    configs saved before BigGAN-deep); `classes` maps families to functions returning the
-    class, so that a family's module is imported only when used."""
+    """`classes[family](**config)` for `config`'s "family" ("biggan" when missing, as in
+    configs saved before BigGAN-deep); `classes` maps the families to their classes."""
     config = dict(config)
     family = config.pop("family", "biggan")
-    if family not in classes:
+    if family not in FAMILIES:
         raise ValueError(f"Unknown {what} family {family!r}; use one of {FAMILIES}.")
-    return classes[family]()(**config)
+    if family not in classes:
+        raise ValueError(
+            f"The {what} family {family!r} is not loaded: import tf_cgan_transfer.model_io "
+            "(or the family's module) first."
+        )
+    return classes[family](**config)
 
 
 def accumulate_standing_stats(

@@ -245,3 +245,6 @@ class DeepGenerator(biggan.Generator):
         # Pretrained BNs read the embedding (beside z); transferred ones the new label.
         code = embedding if self.conditioning in ("biggan", "minegan") else y
         return self.render(h, [z] * self.num_blocks, code, training, accumulate_stats)
+
+
+biggan.GENERATOR_FAMILIES[DeepGenerator.family] = DeepGenerator

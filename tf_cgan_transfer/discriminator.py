@@ -251,11 +251,8 @@ class Discriminator(tf.keras.Model):
     @classmethod
     def from_config(cls, config):
         """The discriminator of `config`'s family ("biggan" when it names none)."""
+        return biggan.from_family_config(config, DISCRIMINATOR_FAMILIES, "discriminator")
 
-        def deep():
-            from tf_cgan_transfer import discriminator_deep  # deferred: it builds on this module
 
-            return discriminator_deep.DeepDiscriminator
-
-        classes = dict(biggan=lambda: Discriminator, biggan_deep=deep)
-        return biggan.from_family_config(config, classes, "discriminator")
+# Family -> discriminator class; `discriminator_deep` adds its own when imported.
+DISCRIMINATOR_FAMILIES = {"biggan": Discriminator}

@@ -132,3 +132,6 @@ class DeepDiscriminator(discriminator.Discriminator):
             sn_norm_style=self.sn_norm_style,
             name=biggan.block_name("DBlock", index),
         )
+
+
+discriminator.DISCRIMINATOR_FAMILIES[DeepDiscriminator.family] = DeepDiscriminator

@@ -26,7 +26,9 @@ import numpy as np
 import tensorflow as tf
 
 from tf_cgan_transfer import biggan
+from tf_cgan_transfer import biggan_deep  # noqa: F401  (registers the family's G)
 from tf_cgan_transfer import discriminator as discriminator_lib
+from tf_cgan_transfer import discriminator_deep  # noqa: F401  (registers the family's D)
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import pytorch_checkpoint
 from tf_cgan_transfer import pytorch_import
