@@ -347,13 +347,16 @@ def _scratch_models(config, architecture):
     if arch.family not in biggan.FAMILIES:
         raise TransferError(f"Unknown family {arch.family!r}; use one of {biggan.FAMILIES}.")
     deep = arch.family == "biggan_deep"
+    common = dict(
+        family=arch.family,
+        resolution=config.resolution,
+        ch=arch.ch,
+        num_classes=config.num_new_classes,
+    )
     try:
         generator = biggan.Generator.from_config(
             dict(
-                family=arch.family,
-                resolution=config.resolution,
-                ch=arch.ch,
-                num_classes=config.num_new_classes,
+                common,
                 dim_z=arch.dim_z,
                 shared_dim=arch.shared_dim,
                 hierarchical_z=arch.hierarchical_z and not deep,  # deep never splits z
@@ -363,13 +366,7 @@ def _scratch_models(config, architecture):
     except ValueError as e:
         raise TransferError(str(e)) from e
     discriminator = discriminator_lib.Discriminator.from_config(
-        dict(
-            family=arch.family,
-            resolution=config.resolution,
-            ch=arch.ch,
-            num_classes=config.num_new_classes,
-            attention_resolution=_d_attention(generator),
-        )
+        dict(common, attention_resolution=_d_attention(generator))
     ).build_weights()
     return generator, discriminator
 
