@@ -110,7 +110,7 @@ class DeepTransferTest(tf.test.TestCase):
         cls.source_dir = cls.root + "/deep_source"
         cls.source, _ = model_fixtures.make_deep_source(cls.source_dir, resolution=32)
         config = transfer.TransferConfig("kp_bn", 3)
-        cls.models = transfer.build(config, source=cls.source_dir)
+        cls.models = transfer.build(config, source=(cls.source, None))  # as a hub source
         cls.z = biggan.sample_z(3, 8, seed=4)
 
     def test_one_hot_mixtures_reproduce_the_old_classes(self):
@@ -220,8 +220,9 @@ class DeepDistributionTest(tf.test.TestCase):
     """
 
     def test_kp_bn_step_on_two_replicas_equals_one_device(self):
-        source = self.create_tempdir().full_path
-        model_fixtures.make_deep_source(source, with_d=True)
+        # The source in memory (`model_io.load_source` takes a (G, D) pair): each Trainer
+        # then skips restoring it from disk.
+        source = model_fixtures.make_deep_source(self.create_tempdir().full_path, with_d=True)
         config = trainer.TrainConfig(
             model_dir=self.create_tempdir().full_path,
             data=data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
