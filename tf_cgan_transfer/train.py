@@ -184,10 +184,12 @@ def define_flags(fv):
     # ---- Limited data: D's augmentation and regularisation ------------------------------
     flags.DEFINE_enum(
         "augment",
-        "none",
+        "diffaugment",
         list(limited_data.AUGMENTS),
         "Differentiable augmentation of every image D sees, real and generated, in D's "
-        "and G's steps: none (the paper) or diffaugment (DiffAugment, Zhao et al. 2020).",
+        "and G's steps: diffaugment (DiffAugment, Zhao et al. 2020; the default: it "
+        "lowered KID on the demo transfer, benchmarks/results/limited_data_table.md) or "
+        "none (the paper's training; the paper-reproduction configs set it).",
         flag_values=fv,
     )
     flags.DEFINE_list(

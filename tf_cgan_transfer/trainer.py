@@ -75,7 +75,8 @@ class TrainConfig:
 
     `augment` ("none" or "diffaugment", with the ops of `augment_policy`) and
     `lecam_weight` (0: off) are the limited-data aids of `limited_data`; they change D's
-    inputs and loss, for every method and stage.
+    inputs and loss, for every method and stage. The dataclass defaults to the paper's
+    step (no augmentation); the `train` command line defaults to DiffAugment.
     """
 
     model_dir: str
