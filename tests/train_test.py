@@ -148,7 +148,7 @@ class FlagfileTest(tf.test.TestCase):
 
     def test_limited_data_flags(self):
         # The command line's default is DiffAugment (measured on the demo transfer)...
-        fv = parse("--model_dir=/tmp/x", "--dataset=cifar100", "--method=scratch", "--resolution=32")
+        fv = parse("--model_dir=/x", "--dataset=cifar100", "--method=scratch", "--resolution=32")
         self.assertEqual((fv.augment, fv.augment_policy), ("diffaugment", list(DEFAULT_POLICY)))
         self.assertEqual(fv.lecam_weight, 0.0)  # LeCam made kp_bn worse there: off
         self.assertIn("the default", fv["augment"].help)
