@@ -43,7 +43,8 @@ from tf_cgan_transfer import errors
 # `pause:POINT[@N]` blocks the N-th (default first) time POINT is reached until a stop
 # signal arrives (so a test can SIGKILL, SIGTERM or SIGINT the process exactly there);
 # `raise:POINT[@N]` raises `FaultInjected` there, leaving the files as a kill would
-# (the write paths have no cleanup code to run). Unset: nothing happens.
+# (the write paths have no cleanup code to run); `enospc:POINT[@N]` raises the OSError
+# of a full disk there. Unset: nothing happens.
 FAULT_ENV = "TF_CGAN_TRANSFER_FAULT"
 _fault_counts = {}
 
@@ -66,6 +67,8 @@ def fault_point(name):
         return
     if action == "raise":
         raise FaultInjected(name)
+    if action == "enospc":  # what a write on a full disk raises
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
     if action == "pause":
         # One line the test waits for, then hold still until killed or signalled.
         print(f"FAULT_POINT {name} pid={os.getpid()}", file=sys.stderr, flush=True)

@@ -1,0 +1,399 @@
+"""Faults a user's machine inflicts, each survived (the README's "Faults" table).
+
+The training faults are real processes and real signals: one chain of `train`
+processes on one run directory, each ended by a fault at an exact instant
+(`run_safety.fault_point`, driven by TF_CGAN_TRANSFER_FAULT), ends with the weights of
+an uninterrupted run of the same command. The chain runs once, in `setUpClass`; each
+test checks what one fault left behind.
+"""
+
+import errno
+import glob
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from unittest import mock
+
+import numpy as np
+import tensorflow as tf
+
+from tests import commands
+from tests import model_fixtures
+from tf_cgan_transfer import biggan
+from tf_cgan_transfer import export
+from tf_cgan_transfer import model_io
+from tf_cgan_transfer import run_safety
+from tf_cgan_transfer import serving
+from tf_cgan_transfer import trainer
+
+STEPS = 4
+# The smallest real run: 32 px, ch 8, no attention, float32, deterministic ops; a
+# checkpoint and a sample sheet every 2 steps.
+TRAIN_FLAGS = [
+    "--method=scratch",
+    "--dataset=folder",
+    "--resolution=32",
+    "--ch=8",
+    "--attention_resolution=0",
+    "--batch_size=4",
+    f"--train_steps={STEPS}",
+    "--checkpoint_every=2",
+    "--sample_every=2",
+    "--samples_per_class=1",
+    "--standing_stats_batches=1",
+    "--log_every=1",
+    "--deterministic",
+    "--mixed_precision=float32",
+]
+TIMEOUT = 240
+
+
+def _env(fault=None):
+    env = dict(os.environ, PYTHONPATH=commands.REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop(run_safety.FAULT_ENV, None)
+    if fault:
+        env[run_safety.FAULT_ENV] = fault
+    return env
+
+
+class Process:
+    """A command line run in the background, its output in a log file."""
+
+    def __init__(self, args, log, fault=None):
+        self.log = log
+        with open(log, "w") as out:
+            self.popen = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, env=_env(fault), cwd=commands.REPO_ROOT
+            )
+        self.pid = self.popen.pid
+
+    def output(self):
+        with open(self.log) as f:
+            return f.read()
+
+    def wait_for_fault_point(self, name):
+        """Blocks until the process holds still at fault point `name`."""
+        deadline = time.time() + TIMEOUT
+        marker = f"FAULT_POINT {name} pid={self.pid}"
+        while marker not in self.output():
+            if self.popen.poll() is not None or time.time() > deadline:
+                self.popen.kill()
+                raise AssertionError(f"never reached {name}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+        return self.wait()
+
+    def wait(self):
+        self.popen.wait(timeout=TIMEOUT)
+        return self.popen.returncode
+
+
+def _tree_digest(root):
+    """`{relative path: sha256}` of every file under `root`."""
+    digest = {}
+    for path in sorted(glob.glob(os.path.join(root, "**"), recursive=True)):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                digest[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return digest
+
+
+def _checkpoint_values(prefix):
+    """Every tensor of a checkpoint but the save counter (it counts the saves)."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if not name.startswith("save_counter")
+    }
+
+
+class TrainingFaultsTest(tf.test.TestCase):
+    """One chain of faults on one run directory, next to an uninterrupted run."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tempfile.mkdtemp(prefix="faults_test_")
+        folder = model_fixtures.write_image_folder(os.path.join(cls.root, "images"))
+        cls.run_dir = os.path.join(cls.root, "run")
+        cls.straight_dir = os.path.join(cls.root, "straight")
+        cls.facts = {}
+
+        def train(model_dir, name, fault=None):
+            args = [sys.executable, "-m", "tf_cgan_transfer.train", *TRAIN_FLAGS]
+            args += [f"--model_dir={model_dir}", f"--image_folder={folder}"]
+            return Process(args, os.path.join(cls.root, f"{name}.log"), fault)
+
+        layout = model_io.RunLayout(cls.run_dir)
+        latest = layout.latest_checkpoint
+        # The uninterrupted run, alongside the chain's first process.
+        straight = train(cls.straight_dir, "straight")
+        facts = cls.facts
+
+        # 1. SIGKILL in a checkpoint save: ckpt-4's files are written, not yet recorded.
+        #    Meanwhile a second run on the directory must refuse to start.
+        p = train(cls.run_dir, "kill_in_checkpoint_save", "pause:checkpoint_save@2")
+        p.wait_for_fault_point("checkpoint_save")
+        facts["first_pid"] = p.pid
+        second = train(cls.run_dir, "second_run")
+        facts["second_code"], facts["second_log"] = second.wait(), second.output()
+        facts["ckpt4_files_before_record"] = os.path.exists(layout.checkpoint_path(4) + ".index")
+        p.signal(signal.SIGKILL)
+        facts["after_kill_1"] = latest()
+
+        # 2. SIGKILL in a sample-sheet write (step 4's, after resuming from ckpt-2).
+        p = train(cls.run_dir, "kill_in_sample_write", "pause:sample_write@1")
+        p.wait_for_fault_point("sample_write")
+        facts["partial_png"] = os.path.exists(layout.sample_file(4) + ".partial")
+        p.signal(signal.SIGKILL)
+        facts["kill_2_log"] = p.output()
+
+        # 3. SIGTERM at the end of step 3: a checkpoint of step 3, then exit.
+        p = train(cls.run_dir, "sigterm", "pause:step_end@1")
+        p.wait_for_fault_point("step_end")
+        facts["sigterm_code"], facts["sigterm_log"] = p.signal(signal.SIGTERM), p.output()
+        facts["after_sigterm"] = latest()
+
+        # 4. The disk fills in ckpt-4's save: best/ and an export lie next to the run.
+        shutil.copytree(os.path.join(cls.root, "images"), os.path.join(cls.run_dir, "best"))
+        os.makedirs(os.path.join(cls.root, "exports", "tiny", "1"))
+        with open(os.path.join(cls.root, "exports", "tiny", "1", "saved_model.pb"), "wb") as f:
+            f.write(b"\x08\x01")
+        kept = {d: _tree_digest(d) for d in (layout.best_dir, os.path.join(cls.root, "exports"))}
+        facts["kept_before_enospc"] = kept
+        facts["ckpt3_before_enospc"] = _checkpoint_values(layout.checkpoint_path(3))
+        p = train(cls.run_dir, "enospc", "enospc:checkpoint_save@1")
+        facts["enospc_code"], facts["enospc_log"] = p.wait(), p.output()
+        facts["after_enospc"] = latest()
+        facts["kept_after_enospc"] = {d: _tree_digest(d) for d in kept}
+        facts["ckpt3_after_enospc"] = _checkpoint_values(layout.checkpoint_path(3))
+        shutil.rmtree(layout.best_dir)  # not this run's: the checks below expect none
+
+        # 5. SIGINT at the end of step 4 (ckpt-4 was just written).
+        p = train(cls.run_dir, "sigint", "pause:step_end@1")
+        p.wait_for_fault_point("step_end")
+        facts["sigint_code"], facts["sigint_log"] = p.signal(signal.SIGINT), p.output()
+        facts["after_sigint"] = latest()
+
+        # 6. A crashed copy truncated ckpt-4's data; then SIGKILL while the final models
+        #    are written (models/ done, models_ema/ not).
+        data_file = layout.checkpoint_path(4) + ".data-00000-of-00001"
+        with open(data_file, "r+b") as f:
+            f.truncate(os.path.getsize(data_file) // 2)
+        facts["damaged_size"] = os.path.getsize(data_file)
+        p = train(cls.run_dir, "damaged_then_kill_in_final_models", "pause:final_models")
+        p.wait_for_fault_point("final_models")
+        p.signal(signal.SIGKILL)
+        facts["damaged_log"] = p.output()
+
+        # 7. The same command, untouched, finishes the run.
+        p = train(cls.run_dir, "final")
+        facts["final_code"], facts["final_log"] = p.wait(), p.output()
+        facts["straight_code"], facts["straight_log"] = straight.wait(), straight.output()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_sigkill_at_three_points_then_rerun_equals_an_uninterrupted_run(self):
+        facts = self.facts
+        self.assertEqual(facts["straight_code"], 0, facts["straight_log"][-3000:])
+        self.assertEqual(facts["final_code"], 0, facts["final_log"][-3000:])
+        # Killed in ckpt-4's save after its files were written: TF records a checkpoint
+        # only after writing it, so ckpt-2 stayed the latest.
+        self.assertTrue(facts["ckpt4_files_before_record"])
+        self.assertEqual(os.path.basename(facts["after_kill_1"]), "ckpt-2")
+        self.assertIn("Resumed from", facts["kill_2_log"])
+        self.assertIn("ckpt-2 at step 2", facts["kill_2_log"])
+        # Sample sheets are written to .partial and renamed: no truncated PNG.
+        self.assertTrue(facts["partial_png"])
+        straight, run = model_io.RunLayout(self.straight_dir), model_io.RunLayout(self.run_dir)
+        expected = _checkpoint_values(straight.checkpoint_path(STEPS))
+        got = _checkpoint_values(run.checkpoint_path(STEPS))
+        self.assertEqual(sorted(got), sorted(expected))
+        self.assertGreater(len(expected), 20)
+        for name in expected:
+            self.assertAllEqual(got[name], expected[name], msg=name)
+        for name in ("models", "samples"):
+            self.assertEqual(
+                _tree_digest(os.path.join(self.run_dir, name)),
+                _tree_digest(os.path.join(self.straight_dir, name)),
+                name,
+            )
+        self.assertEqual(glob.glob(os.path.join(self.run_dir, "**", "*.partial"), recursive=True), [])
+        self.assertFalse(os.path.exists(run.lock_file))  # released on exit
+
+    def test_sigterm_and_sigint_stop_with_a_checkpoint_of_the_current_step(self):
+        facts = self.facts
+        for name, step in (("sigterm", 3), ("sigint", 4)):
+            log = facts[f"{name}_log"]
+            self.assertEqual(facts[f"{name}_code"], 2, log[-3000:])
+            self.assertRegex(
+                log, rf"error: Stopped by SIG{name[3:].upper()} at step {step}/4; saved .*ckpt-{step}\. "
+                "Rerun the same command"
+            )
+            self.assertEqual(os.path.basename(facts[f"after_{name}"]), f"ckpt-{step}")
+        # The reruns continued from those checkpoints.
+        self.assertRegex(facts["enospc_log"], r"Resumed from .*ckpt-3 at step 3")
+
+    def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_resumed(self):
+        log = self.facts["damaged_log"]
+        self.assertRegex(log, r"ckpt-4\.data-00000-of-00001 is damaged \(.*\); moved to .*damaged")
+        self.assertRegex(log, r"Resuming from .*ckpt-3, the newest intact checkpoint")
+        self.assertRegex(log, r"Resumed from .*ckpt-3 at step 3")
+        # Never deleted: the damaged files are kept, byte for byte, in ckpt/damaged/.
+        (moved,) = glob.glob(os.path.join(self.run_dir, "ckpt", "damaged", "*", "ckpt-4.data-*"))
+        self.assertEqual(os.path.getsize(moved), self.facts["damaged_size"])
+        self.assertTrue(glob.glob(os.path.join(os.path.dirname(moved), "ckpt-4.index")))
+
+    def test_every_checkpoint_damaged_refuses_and_deletes_nothing(self):
+        ckpt_dir = os.path.join(self.create_tempdir().full_path, "ckpt")
+        shutil.copytree(model_io.RunLayout(self.straight_dir).ckpt_dir, ckpt_dir)
+        for data_file in glob.glob(os.path.join(ckpt_dir, "*.data-*")):
+            with open(data_file, "r+b") as f:  # one flipped byte: the CRC32C catches it
+                f.seek(os.path.getsize(data_file) // 2)
+                byte = f.read(1)
+                f.seek(-1, os.SEEK_CUR)
+                f.write(bytes([byte[0] ^ 0xFF]))
+        before = _tree_digest(ckpt_dir)
+        with self.assertRaisesRegex(
+            trainer.TrainingError,
+            r"Every checkpoint in .*ckpt is damaged \(.*ckpt-4\.data-00000-of-00001: .*\); "
+            r"nothing was deleted.*move .*ckpt away to start the run over",
+        ):
+            run_safety.check_checkpoints(ckpt_dir, trainer.TrainingError)
+        self.assertEqual(_tree_digest(ckpt_dir), before)
+
+    def test_disk_full_stops_and_keeps_checkpoints_best_and_exports(self):
+        facts = self.facts
+        log = facts["enospc_log"]
+        self.assertEqual(facts["enospc_code"], 2, log[-3000:])
+        self.assertRegex(
+            log, r"error: The disk is full \(No space left on device.*\)\. Stopped; kept intact: "
+            r".*ckpt-3\. Free space"
+        )
+        self.assertNotIn("Traceback", log)
+        self.assertEqual(os.path.basename(facts["after_enospc"]), "ckpt-3")
+        self.assertEqual(facts["kept_after_enospc"], facts["kept_before_enospc"])
+        for name, value in facts["ckpt3_before_enospc"].items():
+            self.assertAllEqual(facts["ckpt3_after_enospc"][name], value)
+        # What a real full disk raises, through Python and through TensorFlow's writers.
+        with self.assertRaises(OSError) as python_error:
+            with open("/dev/full", "wb") as f:
+                f.write(b"x")
+        self.assertTrue(run_safety.is_disk_full(python_error.exception))
+        with self.assertRaises(tf.errors.OpError) as tf_error:
+            tf.io.write_file("/dev/full", b"x" * 100000)
+        self.assertTrue(run_safety.is_disk_full(tf_error.exception))
+        with self.assertRaisesRegex(trainer.TrainingError, "kept intact: ckpt-7"):
+            with run_safety.disk_full(trainer.TrainingError, lambda: "ckpt-7"):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def test_second_run_on_a_held_model_dir_refuses_and_a_dead_holder_is_taken_over(self):
+        facts = self.facts
+        self.assertEqual(facts["second_code"], 2, facts["second_log"][-3000:])
+        self.assertRegex(
+            facts["second_log"],
+            rf"error: .*run is in use by the training run with pid {facts['first_pid']} "
+            rf"\(lock .*\.lock\)\. Wait for it to finish, stop it \(kill -TERM",
+        )
+        self.assertNotIn("Traceback", facts["second_log"])
+        self.assertRegex(
+            facts["kill_2_log"],
+            rf"Taking over .*\.lock: its holder \(pid {facts['first_pid']}\) is no longer running",
+        )
+
+
+class ModelsDirectoryTest(tf.test.TestCase):
+    """`best/` and exports: interrupted at each instant of their update."""
+
+    def _generator(self, seed):
+        tf.keras.utils.set_random_seed(seed)
+        return biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8).build_weights()
+
+    def test_best_is_replaced_atomically(self):
+        best = os.path.join(self.create_tempdir().full_path, "best")
+        models = {fid: self._generator(fid) for fid in (1, 2, 3)}
+        kernels = {fid: g.variables[0].numpy() for fid, g in models.items()}
+
+        def update(fid, fault=None, exchange=True):
+            """Replaces best/ by models[fid], stopped at `fault` (the hook's exception
+            stops the update there with no clean-up code on the way: the files are as a
+            kill there leaves them)."""
+            env = {run_safety.FAULT_ENV: f"raise:{fault}"} if fault else {}
+            run_safety._fault_counts.clear()
+            real = run_safety._exchange
+            with mock.patch.dict(os.environ, env), mock.patch.object(
+                run_safety, "_exchange", side_effect=real if exchange else lambda a, b: False
+            ):
+                model_io.replace_models(best, models[fid], json_files={"m.json": {"fid": fid}})
+
+        def assert_best(fid):
+            g, _ = model_io.restore_models(best)
+            self.assertAllEqual(g.variables[0].numpy(), kernels[fid])
+            self.assertEqual(model_io.read_config(best, "m.json")["fid"], fid)
+
+        update(2)
+        assert_best(2)
+        # Stopped after the new models are staged: the old best/ stands, whole.
+        with self.assertRaises(run_safety.FaultInjected):
+            update(1, "replace_models")
+        assert_best(2)
+        run_safety.recover_dir(best)
+        assert_best(2)
+        self.assertEqual(os.listdir(os.path.dirname(best)), ["best"])
+        # Stopped right after the swap (one renameat2 exchange): the new one, whole.
+        with self.assertRaises(run_safety.FaultInjected):
+            update(1, "replace_dir")
+        assert_best(1)
+        run_safety.recover_dir(best)
+        assert_best(1)
+        self.assertEqual(os.listdir(os.path.dirname(best)), ["best"])
+        # Without renameat2, between the two renames best/ is missing for an instant;
+        # the old one is complete in best.old and the next start puts it back.
+        with self.assertRaises(run_safety.FaultInjected):
+            update(3, "replace_dir", exchange=False)
+        self.assertFalse(os.path.exists(best))
+        run_safety.recover_dir(best)
+        assert_best(1)
+        self.assertEqual(os.listdir(os.path.dirname(best)), ["best"])
+        update(3, exchange=False)
+        assert_best(3)
+
+    def test_export_killed_mid_write_leaves_no_version_and_the_next_takes_the_next_free(self):
+        root = self.create_tempdir().full_path
+        model_dir = os.path.join(root, "model")
+        model_io.save_models(model_dir, self._generator(0))
+        export_root = os.path.join(root, "exports")
+        base = os.path.join(export_root, "tiny")
+        shutil.copytree(model_dir, os.path.join(base, "1"))  # an existing version
+        args = [sys.executable, "-m", "tf_cgan_transfer.export", f"--model={model_dir}"]
+        args += ["--name=tiny", f"--export_root={export_root}", "--standing_stats_batches=1"]
+        p = Process(args, os.path.join(root, "export.log"), "pause:export_write")
+        p.wait_for_fault_point("export_write")
+        p.signal(signal.SIGKILL)
+        # Only the hidden directory is left: TF Serving loads integer names only.
+        left = sorted(os.listdir(base))
+        self.assertEqual(left, [f".tmp-export-{socket.gethostname()}-{p.pid}", "1"])
+        self.assertEqual(serving.list_versions(base), [1])
+        version_dir = export.run(
+            export.ExportConfig(
+                model=model_dir, name="tiny", export_root=export_root, standing_stats_batches=1
+            )
+        )
+        self.assertEqual(version_dir, os.path.join(base, "2"))
+        self.assertEqual(sorted(os.listdir(base)), ["1", "2"])  # the dead export's removed
+
+
+if __name__ == "__main__":
+    tf.test.main()
