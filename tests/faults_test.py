@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from unittest import mock
 
@@ -96,6 +97,16 @@ class Process:
         return self.popen.returncode
 
 
+def _wait_for(condition, process=None):
+    deadline = time.time() + TIMEOUT
+    while not condition():
+        if time.time() > deadline or (process and process.popen.poll() is not None):
+            if process:
+                process.popen.kill()
+            raise AssertionError(f"never happened:\n{process and process.output()[-3000:]}")
+        time.sleep(0.05)
+
+
 def _tree_digest(root):
     """`{relative path: sha256}` of every file under `root`."""
     digest = {}
@@ -135,17 +146,27 @@ class TrainingFaultsTest(tf.test.TestCase):
 
         layout = model_io.RunLayout(cls.run_dir)
         latest = layout.latest_checkpoint
-        # The uninterrupted run, alongside the chain's first process.
-        straight = train(cls.straight_dir, "straight")
         facts = cls.facts
+        # Alongside the chain: the uninterrupted run, and an export to kill mid-write.
+        straight = train(cls.straight_dir, "straight")
+        cls.export_model = os.path.join(cls.root, "model")
+        tf.keras.utils.set_random_seed(0)
+        generator = biggan.Generator(32, ch=8, num_classes=3, shared_dim=8, dim_z=8)
+        model_io.save_models(cls.export_model, generator.build_weights())
+        cls.export_root = os.path.join(cls.root, "exports")
+        shutil.copytree(cls.export_model, os.path.join(cls.export_root, "tiny", "1"))
+        args = [sys.executable, "-m", "tf_cgan_transfer.export", f"--model={cls.export_model}"]
+        args += ["--name=tiny", f"--export_root={cls.export_root}", "--standing_stats_batches=1"]
+        exporter = Process(args, os.path.join(cls.root, "export.log"), "pause:export_write")
 
         # 1. SIGKILL in a checkpoint save: ckpt-4's files are written, not yet recorded.
-        #    Meanwhile a second run on the directory must refuse to start.
+        #    Meanwhile (as soon as it holds the lock) a second run must refuse to start.
         p = train(cls.run_dir, "kill_in_checkpoint_save", "pause:checkpoint_save@2")
-        p.wait_for_fault_point("checkpoint_save")
         facts["first_pid"] = p.pid
+        _wait_for(lambda: os.path.exists(layout.lock_file), p)
         second = train(cls.run_dir, "second_run")
         facts["second_code"], facts["second_log"] = second.wait(), second.output()
+        p.wait_for_fault_point("checkpoint_save")
         facts["ckpt4_files_before_record"] = os.path.exists(layout.checkpoint_path(4) + ".index")
         p.signal(signal.SIGKILL)
         facts["after_kill_1"] = latest()
@@ -156,6 +177,9 @@ class TrainingFaultsTest(tf.test.TestCase):
         facts["partial_png"] = os.path.exists(layout.sample_file(4) + ".partial")
         p.signal(signal.SIGKILL)
         facts["kill_2_log"] = p.output()
+        exporter.wait_for_fault_point("export_write")
+        exporter.signal(signal.SIGKILL)
+        cls.dead_export = exporter.pid
 
         # 3. SIGTERM at the end of step 3: a checkpoint of step 3, then exit.
         p = train(cls.run_dir, "sigterm", "pause:step_end@1")
@@ -163,30 +187,21 @@ class TrainingFaultsTest(tf.test.TestCase):
         facts["sigterm_code"], facts["sigterm_log"] = p.signal(signal.SIGTERM), p.output()
         facts["after_sigterm"] = latest()
 
-        # 4. The disk fills in ckpt-4's save: best/ and an export lie next to the run.
-        shutil.copytree(os.path.join(cls.root, "images"), os.path.join(cls.run_dir, "best"))
-        os.makedirs(os.path.join(cls.root, "exports", "tiny", "1"))
-        with open(os.path.join(cls.root, "exports", "tiny", "1", "saved_model.pb"), "wb") as f:
-            f.write(b"\x08\x01")
-        kept = {d: _tree_digest(d) for d in (layout.best_dir, os.path.join(cls.root, "exports"))}
-        facts["kept_before_enospc"] = kept
+        # 4. The disk fills in ckpt-4's save, with best/ and an export next to the run.
+        shutil.copytree(cls.export_model, layout.best_dir)
+        kept = [layout.best_dir, os.path.join(cls.export_root, "tiny", "1")]
+        facts["kept_before_enospc"] = {d: _tree_digest(d) for d in kept}
         facts["ckpt3_before_enospc"] = _checkpoint_values(layout.checkpoint_path(3))
         p = train(cls.run_dir, "enospc", "enospc:checkpoint_save@1")
         facts["enospc_code"], facts["enospc_log"] = p.wait(), p.output()
         facts["after_enospc"] = latest()
         facts["kept_after_enospc"] = {d: _tree_digest(d) for d in kept}
         facts["ckpt3_after_enospc"] = _checkpoint_values(layout.checkpoint_path(3))
-        shutil.rmtree(layout.best_dir)  # not this run's: the checks below expect none
+        shutil.rmtree(layout.best_dir)  # not this run's: the comparison expects none
 
-        # 5. SIGINT at the end of step 4 (ckpt-4 was just written).
-        p = train(cls.run_dir, "sigint", "pause:step_end@1")
-        p.wait_for_fault_point("step_end")
-        facts["sigint_code"], facts["sigint_log"] = p.signal(signal.SIGINT), p.output()
-        facts["after_sigint"] = latest()
-
-        # 6. A crashed copy truncated ckpt-4's data; then SIGKILL while the final models
-        #    are written (models/ done, models_ema/ not).
-        data_file = layout.checkpoint_path(4) + ".data-00000-of-00001"
+        # 5. A crashed copy truncated ckpt-3's data (the latest); then SIGKILL while the
+        #    final models are written (models/ done, not yet the rest).
+        data_file = layout.checkpoint_path(3) + ".data-00000-of-00001"
         with open(data_file, "r+b") as f:
             f.truncate(os.path.getsize(data_file) // 2)
         facts["damaged_size"] = os.path.getsize(data_file)
@@ -195,7 +210,7 @@ class TrainingFaultsTest(tf.test.TestCase):
         p.signal(signal.SIGKILL)
         facts["damaged_log"] = p.output()
 
-        # 7. The same command, untouched, finishes the run.
+        # 6. The same command, untouched, finishes the run.
         p = train(cls.run_dir, "final")
         facts["final_code"], facts["final_log"] = p.wait(), p.output()
         facts["straight_code"], facts["straight_log"] = straight.wait(), straight.output()
@@ -233,28 +248,41 @@ class TrainingFaultsTest(tf.test.TestCase):
         self.assertEqual(glob.glob(os.path.join(self.run_dir, "**", "*.partial"), recursive=True), [])
         self.assertFalse(os.path.exists(run.lock_file))  # released on exit
 
-    def test_sigterm_and_sigint_stop_with_a_checkpoint_of_the_current_step(self):
-        facts = self.facts
-        for name, step in (("sigterm", 3), ("sigint", 4)):
-            log = facts[f"{name}_log"]
-            self.assertEqual(facts[f"{name}_code"], 2, log[-3000:])
-            self.assertRegex(
-                log, rf"error: Stopped by SIG{name[3:].upper()} at step {step}/4; saved .*ckpt-{step}\. "
-                "Rerun the same command"
-            )
-            self.assertEqual(os.path.basename(facts[f"after_{name}"]), f"ckpt-{step}")
-        # The reruns continued from those checkpoints.
-        self.assertRegex(facts["enospc_log"], r"Resumed from .*ckpt-3 at step 3")
+    def test_sigterm_stops_with_a_checkpoint_of_the_current_step_and_the_rerun_continues(self):
+        log = self.facts["sigterm_log"]
+        self.assertEqual(self.facts["sigterm_code"], 2, log[-3000:])
+        self.assertIn("Received SIGTERM: stopping after the current step", log)
+        self.assertRegex(
+            log, r"error: Stopped by SIGTERM at step 3/4; saved .*ckpt-3\. Rerun the same command"
+        )
+        self.assertEqual(os.path.basename(self.facts["after_sigterm"]), "ckpt-3")
+        self.assertRegex(self.facts["enospc_log"], r"Resumed from .*ckpt-3 at step 3")
+
+    def test_sigint_asks_for_the_same_stop_and_a_second_one_aborts(self):
+        if threading.current_thread() is not threading.main_thread():
+            self.skipTest("signals reach the main thread only")
+        # The loop treats every requested stop alike (SIGTERM above, end to end).
+        before = signal.getsignal(signal.SIGTERM)
+        with run_safety.StopSignals() as stop:
+            self.assertIsNone(stop.requested)
+            os.kill(os.getpid(), signal.SIGINT)
+            _wait_for(lambda: stop.requested, None)
+            self.assertEqual(stop.requested, "SIGINT")
+            with self.assertRaises(KeyboardInterrupt):  # Ctrl-C twice
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)
+        self.assertIsNone(stop.requested)
+        self.assertIs(signal.getsignal(signal.SIGTERM), before)
 
     def test_damaged_latest_checkpoint_is_moved_aside_and_the_previous_resumed(self):
         log = self.facts["damaged_log"]
-        self.assertRegex(log, r"ckpt-4\.data-00000-of-00001 is damaged \(.*\); moved to .*damaged")
-        self.assertRegex(log, r"Resuming from .*ckpt-3, the newest intact checkpoint")
-        self.assertRegex(log, r"Resumed from .*ckpt-3 at step 3")
+        self.assertRegex(log, r"ckpt-3\.data-00000-of-00001 is damaged \(.*\); moved to .*damaged")
+        self.assertRegex(log, r"Resuming from .*ckpt-2, the newest intact checkpoint")
+        self.assertRegex(log, r"Resumed from .*ckpt-2 at step 2")
         # Never deleted: the damaged files are kept, byte for byte, in ckpt/damaged/.
-        (moved,) = glob.glob(os.path.join(self.run_dir, "ckpt", "damaged", "*", "ckpt-4.data-*"))
+        (moved,) = glob.glob(os.path.join(self.run_dir, "ckpt", "damaged", "*", "ckpt-3.data-*"))
         self.assertEqual(os.path.getsize(moved), self.facts["damaged_size"])
-        self.assertTrue(glob.glob(os.path.join(os.path.dirname(moved), "ckpt-4.index")))
+        self.assertTrue(glob.glob(os.path.join(os.path.dirname(moved), "ckpt-3.index")))
 
     def test_every_checkpoint_damaged_refuses_and_deletes_nothing(self):
         ckpt_dir = os.path.join(self.create_tempdir().full_path, "ckpt")
@@ -314,6 +342,24 @@ class TrainingFaultsTest(tf.test.TestCase):
         )
 
 
+    def test_export_killed_mid_write_leaves_no_version_and_the_next_takes_the_next_free(self):
+        base = os.path.join(self.export_root, "tiny")
+        # Only the hidden directory is left: TF Serving loads integer names only.
+        hidden = f".tmp-export-{socket.gethostname()}-{self.dead_export}"
+        self.assertEqual(sorted(os.listdir(base)), [hidden, "1"])
+        self.assertEqual(serving.list_versions(base), [1])
+        version_dir = export.run(
+            export.ExportConfig(
+                model=self.export_model,
+                name="tiny",
+                export_root=self.export_root,
+                standing_stats_batches=1,
+            )
+        )
+        self.assertEqual(version_dir, os.path.join(base, "2"))
+        self.assertEqual(sorted(os.listdir(base)), ["1", "2"])  # the dead one's removed
+
+
 class ModelsDirectoryTest(tf.test.TestCase):
     """`best/` and exports: interrupted at each instant of their update."""
 
@@ -370,29 +416,6 @@ class ModelsDirectoryTest(tf.test.TestCase):
         update(3, exchange=False)
         assert_best(3)
 
-    def test_export_killed_mid_write_leaves_no_version_and_the_next_takes_the_next_free(self):
-        root = self.create_tempdir().full_path
-        model_dir = os.path.join(root, "model")
-        model_io.save_models(model_dir, self._generator(0))
-        export_root = os.path.join(root, "exports")
-        base = os.path.join(export_root, "tiny")
-        shutil.copytree(model_dir, os.path.join(base, "1"))  # an existing version
-        args = [sys.executable, "-m", "tf_cgan_transfer.export", f"--model={model_dir}"]
-        args += ["--name=tiny", f"--export_root={export_root}", "--standing_stats_batches=1"]
-        p = Process(args, os.path.join(root, "export.log"), "pause:export_write")
-        p.wait_for_fault_point("export_write")
-        p.signal(signal.SIGKILL)
-        # Only the hidden directory is left: TF Serving loads integer names only.
-        left = sorted(os.listdir(base))
-        self.assertEqual(left, [f".tmp-export-{socket.gethostname()}-{p.pid}", "1"])
-        self.assertEqual(serving.list_versions(base), [1])
-        version_dir = export.run(
-            export.ExportConfig(
-                model=model_dir, name="tiny", export_root=export_root, standing_stats_batches=1
-            )
-        )
-        self.assertEqual(version_dir, os.path.join(base, "2"))
-        self.assertEqual(sorted(os.listdir(base)), ["1", "2"])  # the dead export's removed
 
 
 if __name__ == "__main__":

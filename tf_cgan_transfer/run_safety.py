@@ -232,7 +232,7 @@ def checkpoint_damage(prefix):
     try:
         for name in sorted(reader.get_variable_to_shape_map()):
             reader.get_tensor(name)  # the CRC32C of each tensor is checked on read
-    except (tf.errors.OpError, ValueError) as e:
+    except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: truncated
         data = tf.io.gfile.glob(prefix + ".data-*")
         return (", ".join(sorted(data)) or prefix + ".data-*"), str(e).splitlines()[0]
     return None
