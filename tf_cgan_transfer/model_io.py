@@ -109,8 +109,14 @@ def replace_models(directory, generator, discriminator=None, json_files=None):
 
     Everything is written to `run_safety.staging_dir(directory)` first and swapped in by
     `run_safety.replace_dir`, so a kill or a full disk at any instant leaves the old or
-    the new models, complete (`run_safety.recover_dir` tidies up after a kill).
+    the new models, complete (`run_safety.recover_dir` tidies up after a kill). Object
+    stores (gs://) cannot rename directories: there it writes in place.
     """
+    if "://" in directory:  # gs:// has no directory rename: written in place, as before
+        save_models(directory, generator, discriminator)
+        for filename, value in (json_files or {}).items():
+            write_json(os.path.join(directory, filename), value)
+        return directory
     run_safety.recover_dir(directory)
     staging = run_safety.staging_dir(directory)
     save_models(staging, generator, discriminator)

@@ -343,6 +343,8 @@ def _old_dir(directory):
 def recover_dir(directory):
     """Finishes or undoes an interrupted `replace_dir`: afterwards `directory` is the
     complete old or new version and no `.partial`/`.old` sibling is left."""
+    if "://" in directory:
+        return
     old, partial = _old_dir(directory), staging_dir(directory)
     if not os.path.exists(directory) and os.path.exists(old):
         os.replace(old, directory)  # killed between the two renames: the old one stands

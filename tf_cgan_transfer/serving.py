@@ -38,6 +38,7 @@ import tensorflow as tf
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import images
 from tf_cgan_transfer import sampling
+from tf_cgan_transfer import serving_inputs
 
 SERVE_TAG = "serve"
 IMAGES_KEY = "images"
@@ -86,45 +87,6 @@ def read_class_names(path, num_classes):
 # ---- Serving module ------------------------------------------------------------------
 
 
-def _check_labels(label, num_classes):
-    return [
-        tf.debugging.assert_greater_equal(label, 0, message=f"label must be in [0, {num_classes})"),
-        tf.debugging.assert_less(
-            label, num_classes, message=f"label must be in [0, {num_classes})"
-        ),
-    ]
-
-
-def _same_batch(tensors, message):
-    first = tf.shape(tensors[0])[0]
-    return [tf.debugging.assert_equal(tf.shape(t)[0], first, message=message) for t in tensors[1:]]
-
-
-def _checked(tensor, checks):
-    with tf.control_dependencies(checks):
-        return tf.identity(tensor)
-
-
-def _batch_of(name, tensor, shape, max_batch):
-    """`tensor` after checking its rank, width and batch size; shape `[N, ...]` then known.
-
-    The rank is checked first (alone): the other checks index the shape.
-    """
-    what = f"{name} must have shape {shape}".replace("None", "N")
-    tensor = _checked(tensor, [tf.debugging.assert_equal(tf.rank(tensor), len(shape), what)])
-    dims = tf.shape(tensor)
-    n = dims[0]
-    checks = [
-        tf.debugging.assert_positive(n, f"{name}: the batch is empty; send at least one"),
-        tf.debugging.assert_less_equal(
-            n, max_batch, f"{name}: batch over max_batch={max_batch} (set at export)"
-        ),
-    ]
-    for axis, size in enumerate(shape[1:], start=1):
-        checks.append(tf.debugging.assert_equal(dims[axis], size, what))
-    return tf.ensure_shape(_checked(tensor, checks), shape)
-
-
 class ServingModule(tf.Module):
     """The exported object: the generator's variables, the class-name table, 3 functions.
 
@@ -160,9 +122,9 @@ class ServingModule(tf.Module):
         )
 
         def generate(z, label):
-            label = _batch_of("label", label, [None], max_batch)
-            z = _batch_of("z", z, [None, dim_z], max_batch)
-            checks = _check_labels(label, k) + _same_batch(
+            label = serving_inputs.batch_of("label", label, [None], max_batch)
+            z = serving_inputs.batch_of("z", z, [None, dim_z], max_batch)
+            checks = serving_inputs.check_labels(label, k) + serving_inputs.same_batch(
                 [z, label], "z and label must have the same batch size"
             )
             checks.append(tf.debugging.assert_all_finite(z, "z must be finite (no NaN or Inf)"))
@@ -174,10 +136,10 @@ class ServingModule(tf.Module):
             return {IMAGES_KEY: generate(z, label)}
 
         def sample(label, seed, truncation):
-            label = _batch_of("label", label, [None], max_batch)
-            seed = _batch_of("seed", seed, [None], max_batch)
-            truncation = _batch_of("truncation", truncation, [None], max_batch)
-            checks = _same_batch(
+            label = serving_inputs.batch_of("label", label, [None], max_batch)
+            seed = serving_inputs.batch_of("seed", seed, [None], max_batch)
+            truncation = serving_inputs.batch_of("truncation", truncation, [None], max_batch)
+            checks = serving_inputs.same_batch(
                 [label, seed, truncation], "label, seed and truncation must have the same size"
             )
             # NaN fails both comparisons.
@@ -193,7 +155,7 @@ class ServingModule(tf.Module):
             return {IMAGES_KEY: pixels, "png_bytes": png}
 
         def label_for_name(class_name):
-            class_name = _batch_of("class_name", class_name, [None], max_batch)
+            class_name = serving_inputs.batch_of("class_name", class_name, [None], max_batch)
             label = self._class_table.lookup(class_name)
             unknown = tf.boolean_mask(class_name, label < 0)
             check = tf.debugging.Assert(
