@@ -278,8 +278,11 @@ def check_checkpoints(ckpt_dir, error_class):
         for path in tf.io.gfile.glob(prefix + ".*"):
             os.replace(path, os.path.join(quarantine, os.path.basename(path)))
         logging.error("%s is damaged (%s); moved to %s.", damaged_file, why, quarantine)
+    # Then the record (a kill in between leaves it naming moved files, which the next
+    # start finds missing and skips the same way; the other order could leave damaged
+    # files unrecorded in ckpt/, where a later save of their step would overwrite them).
     kept = paths[: len(paths) - len(damaged)]
-    tf.train.update_checkpoint_state(
+    tf.compat.v1.train.update_checkpoint_state(
         ckpt_dir, model_checkpoint_path=kept[-1], all_model_checkpoint_paths=kept
     )
     logging.warning("Resuming from %s, the newest intact checkpoint.", kept[-1])
