@@ -8,6 +8,11 @@ under --model_dir (`model_io.RunLayout`): `ckpt/`, `samples/*.png`, TensorBoard 
 `models/` (G and D; a kp_bn or minegan 'ft' stage resumes from it), `models_ema/` and,
 for kp_bn, `class_affinity.{json,txt,png}`. Sample sheets name their rows after the
 classes (--class_names, else the data's names). Flags after --flagfile override it.
+
+Rerunning the same command resumes the run (`run_safety`): SIGINT/SIGTERM stop it after
+a checkpoint of the current step, a damaged latest checkpoint is moved to ckpt/damaged/
+and the newest intact one resumed, a full disk stops it naming what was kept, and a
+second run on a --model_dir that a live run holds (model_dir/.lock) refuses to start.
 """
 
 import contextlib
