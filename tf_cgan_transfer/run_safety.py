@@ -44,7 +44,8 @@ from tf_cgan_transfer import errors
 # signal arrives (so a test can SIGKILL, SIGTERM or SIGINT the process exactly there);
 # `raise:POINT[@N]` raises `FaultInjected` there, leaving the files as a kill would
 # (the write paths have no cleanup code to run); `enospc:POINT[@N]` raises the OSError
-# of a full disk there. Unset: nothing happens.
+# of a full disk there; `sigterm:POINT[@N]` and `sigint:POINT[@N]` send the process that
+# signal there (only while `StopSignals` handles it). Unset: nothing happens.
 FAULT_ENV = "TF_CGAN_TRANSFER_FAULT"
 _fault_counts = {}
 
@@ -69,6 +70,10 @@ def fault_point(name):
         raise FaultInjected(name)
     if action == "enospc":  # what a write on a full disk raises
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
+    if action in ("sigterm", "sigint"):
+        if not _handling:  # the default action would end the process (a test runner)
+            raise FaultInjected(f"{action} outside StopSignals")
+        os.kill(os.getpid(), getattr(signal, action.upper()))
     if action == "pause":
         # One line the test waits for, then hold still until killed or signalled.
         print(f"FAULT_POINT {name} pid={os.getpid()}", file=sys.stderr, flush=True)
@@ -171,6 +176,7 @@ class RunLock:
 # ---- Stop signals --------------------------------------------------------------------
 
 _stop_requested = None  # the signal number once one arrived (read by `fault_point`)
+_handling = False  # StopSignals' handlers are installed
 
 
 class StopSignals:
@@ -202,19 +208,20 @@ class StopSignals:
         )
 
     def __enter__(self):
-        global _stop_requested
+        global _stop_requested, _handling
         _stop_requested = None
         if threading.current_thread() is threading.main_thread():
             for s in self.SIGNALS:
                 self._previous[s] = signal.signal(s, self._handle)
+            _handling = True
         return self
 
     def __exit__(self, *exc):
-        global _stop_requested
+        global _stop_requested, _handling
         for s, handler in self._previous.items():
             signal.signal(s, handler)
         self._previous.clear()
-        _stop_requested = None
+        _stop_requested, _handling = None, False
 
 
 # ---- Damaged checkpoints -------------------------------------------------------------

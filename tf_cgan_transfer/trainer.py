@@ -237,11 +237,7 @@ class Trainer:
         self.output = (
             self.layout if self.is_chief else distribute.worker_layout(self.layout, self.strategy)
         )
-        # A damaged latest checkpoint is moved aside before the manager reads the list.
-        run_safety.check_checkpoints(self.output.ckpt_dir, TrainingError)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self.output.ckpt_dir, max_to_keep=config.keep_checkpoints
-        )
+        self.manager = self._make_manager()
         # Optimiser slots now, not inside the first step: a step that creates variables
         # is traced twice.
         self._build_optimizer_slots()
@@ -305,8 +301,18 @@ class Trainer:
 
     # ---- Restore -------------------------------------------------------------------------
 
+    def _make_manager(self):
+        return tf.train.CheckpointManager(
+            self.checkpoint, self.output.ckpt_dir, max_to_keep=self.config.keep_checkpoints
+        )
+
     def restore(self):
-        """Resumes from the latest checkpoint in model_dir, if any; returns the step."""
+        """Resumes from the latest intact checkpoint in model_dir, if any; returns the step.
+
+        A damaged latest checkpoint is moved to ckpt/damaged/ (`run_safety`) first.
+        """
+        if run_safety.check_checkpoints(self.output.ckpt_dir, TrainingError):
+            self.manager = self._make_manager()  # it read the list before the move
         latest = self.manager.latest_checkpoint
         if latest:
             # Build optimiser slots first so the restore can match them all.
