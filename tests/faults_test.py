@@ -383,14 +383,27 @@ class TrainingFaultsTest(tf.test.TestCase):
         self.assertEqual(facts["second_code"], 2, facts["second_log"][-3000:])
         self.assertRegex(
             facts["second_log"],
-            rf"error: .*run is in use by the training run with pid {facts['first_pid']} "
-            rf"\(lock .*\.lock\)\. Wait for it to finish, stop it \(kill -TERM",
+            rf"error: .*run is in use by the training run with pid {facts['first_pid']} on host "
+            rf"\S+ \(lock .*\.lock\)\. Wait for it to finish, stop it \(kill -TERM",
         )
         self.assertNotIn("Traceback", facts["second_log"])
         self.assertRegex(
             facts["kill_2_log"],
-            rf"Taking over .*\.lock: its holder \(pid {facts['first_pid']}\) is no longer running",
+            rf"Taking over .*\.lock: its last holder \(pid {facts['first_pid']} on \S+\) is no "
+            "longer running",
         )
+
+    def test_run_lock_is_exclusive_and_released(self):
+        path = os.path.join(self.create_tempdir().full_path, ".lock")
+        with run_safety.RunLock(path):
+            # flock is per open file: a second lock in this very process is refused too.
+            with self.assertRaisesRegex(
+                run_safety.RunLockedError, rf"in use by the training run with pid {os.getpid()}"
+            ):
+                run_safety.RunLock(path).acquire()
+        self.assertFalse(os.path.exists(path))
+        with run_safety.RunLock(path):
+            pass
 
     def test_export_killed_mid_write_leaves_no_version_and_the_next_takes_the_next_free(self):
         base = os.path.join(self.export_root, "tiny")

@@ -8,8 +8,9 @@ temporary file and renamed), so a kill mid-save leaves the previous checkpoint t
 latest. This module closes the rest; the README's "Faults" table lists each case and the
 test (tests/faults_test.py) that proves it.
 
-* `RunLock`: `model_dir/.lock` names the live run's pid and host; a second run refuses
-  to start, and a lock whose process is gone is taken over (and said so).
+* `RunLock`: `model_dir/.lock`, flock'ed by the live run and naming its pid and host; a
+  second run refuses to start, and a lock whose process is gone is taken over (and said
+  so).
 * `StopSignals`: the first SIGINT or SIGTERM asks the loop to stop after the current
   step with a checkpoint of it; a second SIGINT aborts at once (Ctrl-C twice).
 * `check_checkpoints`: reads every tensor of the latest checkpoint (their CRC32C sums
@@ -24,6 +25,7 @@ test (tests/faults_test.py) that proves it.
 import contextlib
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -102,75 +104,80 @@ def process_alive(pid):
 
 
 class RunLock:
-    """An exclusive lock of a run directory: `model_dir/.lock` = {pid, host, started}.
+    """An exclusive lock of a run directory: `model_dir/.lock`, flock'ed, holding the
+    holder's {pid, host, started}.
 
-    Taken with `O_EXCL`, so two starting runs cannot both win. A lock left by a process
-    that no longer runs on this host (killed, crashed) is taken over with a warning; a
-    lock from another host cannot be checked, so it is only taken over when removed.
+    The kernel drops a flock when its process dies however it dies, so a lock is free
+    exactly when its holder is gone (a recycled pid cannot keep it); the pid in the file
+    names the holder in the refusal, and the last holder when one is taken over. (On NFS,
+    flock works through the server's lock manager.)
     """
 
     def __init__(self, path):
         self.path = path
-        self.held = False
-
-    def _holder(self):
-        try:
-            with open(self.path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None  # vanished, or half-written by a starting holder
+        self._fd = None
 
     def acquire(self):
-        if "://" in self.path:  # gs:// and the like have no O_EXCL create
+        if "://" in self.path:  # gs:// and the like have no file locks
             logging.warning("No run lock on %s: not a local file system.", self.path)
             return self
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.time())
-        for _ in range(3):
+        while True:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._holder()
-                if holder is None:
-                    time.sleep(0.2)  # a starting holder is writing it
-                    holder = self._holder()
-                self._take_over_or_refuse(holder)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return self
-        raise RunLockedError(f"Could not lock {self.path}: another run keeps taking it.")
-
-    def _take_over_or_refuse(self, holder):
-        pid, host = (holder or {}).get("pid"), (holder or {}).get("host")
-        here = host == socket.gethostname()
-        if holder is not None and (not here or process_alive(int(pid))):
-            where = "" if here else f" on host {host}"
-            raise RunLockedError(
-                f"{os.path.dirname(self.path)} is in use by the training run with pid "
-                f"{pid}{where} (lock {self.path}). Wait for it to finish, stop it (kill "
-                f"-TERM {pid} writes a checkpoint and exits), or pass another --model_dir. "
-                f"If that process is gone{where and ' on ' + host}, delete {self.path}."
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_json(fd)
+                os.close(fd)
+                self._refuse(holder)
+            # A releasing holder unlinks the file: lock the one that is at the path.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        previous = _read_json(fd)
+        if previous and previous.get("pid") != os.getpid():
+            logging.warning(
+                "Taking over %s: its last holder (pid %s on %s) is no longer running.",
+                self.path,
+                previous.get("pid"),
+                previous.get("host"),
             )
-        logging.warning(
-            "Taking over %s: its holder (pid %s) is no longer running.", self.path, pid
+        me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.time())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._fd = fd
+        return self
+
+    def _refuse(self, holder):
+        pid, host = (holder or {}).get("pid", "?"), (holder or {}).get("host", "?")
+        raise RunLockedError(
+            f"{os.path.dirname(self.path)} is in use by the training run with pid {pid} on "
+            f"host {host} (lock {self.path}). Wait for it to finish, stop it (kill -TERM "
+            f"{pid} writes a checkpoint and exits), or pass another --model_dir."
         )
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
 
     def release(self):
-        if self.held:
-            holder = self._holder()
-            if holder and holder.get("pid") == os.getpid():
-                os.remove(self.path)
-            self.held = False
+        if self._fd is not None:
+            os.remove(self.path)  # before the unlock: a waiter then retries the new file
+            os.close(self._fd)  # drops the flock
+            self._fd = None
 
     def __enter__(self):
         return self.acquire()
 
     def __exit__(self, *exc):
         self.release()
+
+
+def _read_json(fd):
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "null")
+    except ValueError:
+        return None  # being written by its holder
 
 
 # ---- Stop signals --------------------------------------------------------------------
