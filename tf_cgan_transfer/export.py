@@ -82,8 +82,13 @@ def _publish(tmp_dir, model_base, version):
             tf.io.gfile.rename(tmp_dir, version_dir)  # fails if it exists
             return version_dir
         except tf.errors.OpError:
-            if version is not None or not tf.io.gfile.exists(version_dir):
+            if not tf.io.gfile.exists(version_dir):
                 raise
+            if version is not None:
+                raise serving.ExportError(
+                    f"{version_dir} was written by another export meanwhile; exports are "
+                    "immutable: pick another --version or omit it."
+                ) from None
             # Another export took that number meanwhile: take the next.
 
 
