@@ -239,3 +239,40 @@ class SelfAttentionTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class _TensorBranch(tf.keras.layers.Layer):
+    """Branches on a tensor: only AutoGraph makes this traceable."""
+
+    def call(self, x, training=False):
+        if tf.reduce_sum(x) > 0:
+            return x
+        return -x
+
+
+class _Outer(tf.keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = _TensorBranch()
+
+    @layers.without_autograph
+    def call(self, x, training=False, scale=1.0):
+        return self.inner(x, training=training) * scale
+
+
+class WithoutAutographTest(tf.test.TestCase):
+    def test_nothing_the_marked_call_reaches_is_converted(self):
+        x = tf.constant([-1.0, -2.0])
+        # Converted (an unmarked layer in a tf.function): the branch becomes a tf.cond.
+        self.assertAllEqual(tf.function(lambda x: _TensorBranch()(x))(x), [1.0, 2.0])
+        # Eagerly the marked layer works; traced, the inner layer is reached unconverted,
+        # so its tensor branch fails: proof that AutoGraph left the whole call alone.
+        outer = _Outer()
+        self.assertAllEqual(outer(x, scale=2.0), [2.0, 4.0])
+        with self.assertRaises(tf.errors.OperatorNotAllowedInGraphError):
+            tf.function(lambda x: outer(x))(x)
+
+    def test_keras_still_sees_the_signature(self):
+        spec = _Outer()._call_spec
+        self.assertEqual(spec.arg_names, ["x", "training", "scale"])
+        self.assertTrue(spec.expects_training_arg)

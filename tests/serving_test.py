@@ -20,11 +20,32 @@ REPO = commands.REPO_ROOT
 SERVE_CHECK_CC = os.path.join(REPO, "tests", "serve_check.cc")
 NAMES = ["cat", "dog", "fox"]
 STATS = dict(num_batches=2, batch_size=64, truncation=0.8, seed=3)
+MAX_BATCH = 8  # the export's --max_batch
+
+
+def _bad_requests():
+    """`(label, z, error regex)` for serving_default: each must be INVALID_ARGUMENT."""
+    z, nan, inf = np.zeros([1, 8], np.float32), np.float32("nan"), np.float32("inf")
+    return [
+        ([0], np.where(np.arange(8) == 3, nan, z), r"z must be finite \(no NaN or Inf\)"),
+        ([0], np.where(np.arange(8) == 0, -inf, z), r"z must be finite"),
+        ([0], np.zeros([1, 8, 1], np.float32), r"z must have shape \[N, 8\]"),
+        ([0], np.zeros([1, 5], np.float32), r"z must have shape \[N, 8\]"),
+        ([3], z, r"label must be in \[0, 3\)"),
+        ([-1], z, r"label must be in \[0, 3\)"),
+        ([], np.zeros([0, 8], np.float32), r"label: the batch is empty"),
+        ([0] * 9, np.zeros([9, 8], np.float32), r"label: batch over max_batch=8"),
+        ([0, 1], z, r"z and label must have the same batch size"),
+    ]
 
 
 def _write_serve_check_input(path, labels, z):
+    """serve_check's input: "N D" for labels [N] and z [N, D], else "N dims of z"."""
     with open(path, "w") as f:
-        f.write(f"{z.shape[0]} {z.shape[1]}\n")
+        if z.ndim == 2 and z.shape[0] == len(labels):
+            f.write(f"{z.shape[0]} {z.shape[1]}\n")
+        else:
+            f.write(" ".join(str(d) for d in (len(labels), *z.shape)) + "\n")
         f.write(" ".join(str(int(v)) for v in labels) + "\n")
         f.write(" ".join(repr(float(v)) for v in z.ravel()) + "\n")
 
@@ -67,6 +88,7 @@ class ServingTest(tf.test.TestCase):
             NAMES,
             STATS["truncation"],
             model_name="tiny",
+            max_batch=MAX_BATCH,
         )
         serving.write_models_config(cls.export_root)
         rng = np.random.default_rng(1)
@@ -193,12 +215,22 @@ class ServingTest(tf.test.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         self.assertAllClose(_read_serve_check_output(out), self.expected, atol=1e-5, rtol=0)
 
-        result, _ = serve(np.array([7], np.int32), self.z[:1])
+        # Every bad request, then a good one, through one loaded model (as a server
+        # gets them): each bad one is INVALID_ARGUMENT naming its input, the process
+        # survives them and the good one still gets the right images.
+        requests, bad = [], _bad_requests()
+        for i, (labels, z, _) in enumerate(bad + [(self.labels, self.z, None)]):
+            stem = os.path.join(self.root, f"cc_bad_{i}")
+            _write_serve_check_input(stem + ".in", np.array(labels, np.int32), z)
+            requests += [stem + ".in", stem + ".out"]
+        result = commands.run([binary, self.version_dir, *requests])
         self.assertEqual(result.returncode, 3, result.stderr[-3000:])
-        self.assertRegex(result.stderr, r"INVALID_ARGUMENT: .*label must be in \[0, 3\)")
-        result, _ = serve(np.array([1], np.int32), self.z[:1, :5])
-        self.assertEqual(result.returncode, 3, result.stderr[-3000:])
-        self.assertRegex(result.stderr, r"INVALID_ARGUMENT: .*z must have shape \[N, 8\]")
+        lines = [line for line in result.stderr.splitlines() if line.startswith("request ")]
+        self.assertLen(lines, len(bad) + 1)
+        for i, (line, (_, _, message)) in enumerate(zip(lines, bad)):
+            self.assertRegex(line, rf"^request {i}: INVALID_ARGUMENT: .*{message}")
+        self.assertEqual(lines[-1], f"request {len(bad)}: OK")
+        self.assertAllClose(_read_serve_check_output(requests[-1]), self.expected, atol=1e-5)
 
     def test_sample_signature(self):
         sample = self.loaded.signatures["sample"]
@@ -247,9 +279,53 @@ class ServingTest(tf.test.TestCase):
             serve(label=tf.constant([1]), z=tf.zeros([1, 5]))
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "same batch size"):
             serve(label=tf.constant([1, 2]), z=tf.zeros([1, 8]))
+        for label, z, message in _bad_requests():
+            with self.subTest(message=message, label=label, z=z.shape):
+                with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+                    serve(label=tf.constant(label, tf.int32), z=tf.constant(z))
+        for label, z, message in (
+            ([[0]], tf.zeros([1, 8]), r"label must have shape \[N\]"),
+            ([0], tf.zeros([8]), r"z must have shape \[N, 8\]"),
+        ):
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+                serve(label=tf.constant(label), z=z)
+
         sample = self.loaded.signatures["sample"]
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "label must be in"):
-            sample(label=tf.constant([3]), seed=tf.constant([0], tf.int64), truncation=tf.ones([1]))
+
+        def draw(label=(0,), seed=(0,), truncation=(0.5,)):
+            return sample(
+                label=tf.constant(label, tf.int32),
+                seed=tf.constant(seed, tf.int64),
+                truncation=tf.constant(truncation, tf.float32),
+            )
+
+        for args, message in (
+            (dict(label=[3]), r"label must be in \[0, 3\)"),
+            (dict(label=[-2]), r"label must be in \[0, 3\)"),
+            (dict(truncation=[0.0]), r"truncation must be in \(0, 1\]"),
+            (dict(truncation=[-1.0]), r"truncation must be in \(0, 1\]"),
+            (dict(truncation=[1.5]), r"truncation must be in \(0, 1\]"),
+            (dict(truncation=[float("nan")]), r"truncation must be in \(0, 1\]"),
+            (dict(seed=[[0]]), r"seed must have shape \[N\]"),
+            (dict(label=[], seed=[], truncation=[]), r"label: the batch is empty"),
+            (dict(label=[0] * 9, seed=[0] * 9, truncation=[1.0] * 9), "label: batch over max"),
+            (dict(seed=[0, 1]), "label, seed and truncation must have the same size"),
+        ):
+            with self.subTest(message=message, args=args):
+                with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+                    draw(**args)
+        self.assertEqual(draw(truncation=[1.0])["images"].shape, (1, 32, 32, 3))
+
+        lookup = self.loaded.signatures["label_for_name"]
+        for names, message in (
+            (["cat", "unicorn"], "unknown class names"),
+            ([], "class_name: the batch is empty"),
+            (["cat"] * 9, "class_name: batch over max_batch=8"),
+        ):
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, message):
+                lookup(class_name=tf.constant(names, tf.string))
+        # Still serving after every bad request.
+        self.assertAllEqual(lookup(class_name=tf.constant(["dog"]))["label"], [1])
 
     def test_warmup_and_models_config(self):
         from google.protobuf import text_format

@@ -13,6 +13,7 @@ import tensorflow as tf
 from tests import model_fixtures
 from tests import pytorch_biggan
 from tf_cgan_transfer import precision
+from tf_cgan_transfer.limited_data import DEFAULT_POLICY
 from tf_cgan_transfer import train
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +46,9 @@ class FlagfileTest(tf.test.TestCase):
                 config = train.config_from_flags(fv)
                 self.assertIn(config.data.resolution, (32, 128))
                 self.assertTrue(config.model_dir.startswith("runs/"))
+                # Each reproduces a paper or README setting, trained without augmentation
+                # although train's default is DiffAugment.
+                self.assertEqual(config.augment, "none")
 
     def test_flags_after_the_flagfile_override_it(self):
         fv = parse("--flagfile=configs/flowers.flags", "--train_steps=7", "--model_dir=/tmp/x")
@@ -143,8 +147,13 @@ class FlagfileTest(tf.test.TestCase):
             train.config_from_flags(fv)
 
     def test_limited_data_flags(self):
+        # The command line's default is DiffAugment (measured on the demo transfer)...
+        fv = parse("--model_dir=/x", "--dataset=cifar100", "--method=scratch", "--resolution=32")
+        self.assertEqual((fv.augment, fv.augment_policy), ("diffaugment", list(DEFAULT_POLICY)))
+        self.assertEqual(fv.lecam_weight, 0.0)  # LeCam made kp_bn worse there: off
+        self.assertIn("the default", fv["augment"].help)
+        # ... and the paper-reproduction configs train as the paper did.
         config = train.config_from_flags(parse("--flagfile=configs/flowers.flags"))
-        # Off by default: the paper's training.
         self.assertEqual((config.augment, config.lecam_weight), ("none", 0.0))
         fv = parse(
             "--flagfile=configs/flowers.flags",

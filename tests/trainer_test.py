@@ -64,13 +64,15 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         grad_accumulation,
         prepare=None,
         eager_reference=False,
+        eager_mirrored=False,
         source=None,
         **overrides,
     ):
         """Runs the step both ways and compares; `prepare(trainer)` may first change the
         single-device trainer's weights (the mirrored one copies them). With
         `eager_reference` the single-device step runs eagerly (the same Python step
-        function, without its ~30 s trace); the 2-replica step is always the traced one.
+        function, without its ~30 s trace); the 2-replica step is the traced one unless
+        `eager_mirrored` (its trace with accumulation and two D updates costs ~2.5 min).
         `source`: the pretrained source (None: `model_fixtures.make_source`'s)."""
         source_dir = source
         if source_dir is None:
@@ -123,7 +125,8 @@ class DistributionEquivalenceTest(tf.test.TestCase):
                 lambda ctx: tf.constant(batch[:, ctx.replica_id_in_sync_group * 2 :][:, :2])
             )
 
-        mirrored_metrics = mirrored.train_step(per_replica(images), per_replica(labels))
+        mirrored_step = mirrored.steps._train_step if eager_mirrored else mirrored.train_step
+        mirrored_metrics = mirrored_step(per_replica(images), per_replica(labels))
         for key in single_metrics:
             self.assertAllClose(mirrored_metrics[key], single_metrics[key], rtol=1e-4, atol=1e-6)
         after_single = _weights([single.generator, single.discriminator])
@@ -152,10 +155,19 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         # The source is the paper's kind: BigGAN-PyTorch G.pth and D.pth (legacy
         # container), so G and the D body carry the author's SN and BN conventions
         # through the step (which weights reach the models is transfer_test's).
+        # Both steps run eagerly (MirroredStrategy runs each replica in a thread of its
+        # own, with the same cross-replica sums): the traced 2-replica step is the
+        # minegan test's, and the multi-worker test's (a traced run of `train`).
         source = self.create_tempdir().full_path
         pytorch_biggan.write_weights_dir(source, num_classes=model_fixtures.OLD_CLASSES)
         metrics = self._run(
-            "kp_bn", num_d_steps=2, grad_accumulation=2, eager_reference=True, source=source, **AIDS
+            "kp_bn",
+            num_d_steps=2,
+            grad_accumulation=2,
+            eager_reference=True,
+            eager_mirrored=True,
+            source=source,
+            **AIDS,
         )
         self.assertGreater(metrics["l1"], 0.0)
         self.assertGreater(metrics["lecam"], 0.0)
@@ -182,6 +194,23 @@ class PoisonedTrainer(trainer.Trainer):
         kernel = self.discriminator.linear.kernel
         kernel.assign(tf.fill(kernel.shape, float("nan")))
         return step
+
+
+def _copy_run_as_of_step(source_dir, model_dir, step):
+    """Copies a run directory without what its steps after `step` wrote: later
+    checkpoints, sample sheets and the final models."""
+    shutil.copytree(source_dir, model_dir, dirs_exist_ok=True)
+    for name in ("models", "models_ema"):
+        shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+    for path in glob.glob(os.path.join(model_dir, "samples", "step_*.png")):
+        if int(os.path.basename(path)[5:-4]) > step:
+            os.remove(path)
+    ckpt = os.path.join(model_dir, "ckpt")
+    for path in glob.glob(os.path.join(ckpt, "ckpt-*")):
+        if int(os.path.basename(path).split(".")[0][5:]) > step:
+            os.remove(path)
+    kept = os.path.join(ckpt, f"ckpt-{step}")
+    tf.compat.v1.train.update_checkpoint_state(ckpt, kept, all_model_checkpoint_paths=[kept])
 
 
 class LoopTest(tf.test.TestCase):
@@ -224,9 +253,9 @@ class LoopTest(tf.test.TestCase):
     def test_resumed_run_equals_uninterrupted_run(self):
         straight = self.straight
         model_dir = self.create_tempdir().full_path
-        first = trainer.Trainer(self._config(model_dir, train_steps=2))
-        first.train()
-        self.assertEqual(int(first.step.numpy()), 2)
+        # A run that stopped after its step-2 checkpoint: the uninterrupted run's
+        # directory as it was then (its checkpoint of step 2 and what came before).
+        _copy_run_as_of_step(straight.config.model_dir, model_dir, 2)
         # A new process would do this.
         resumed = trainer.Trainer(self._config(model_dir))
         self.assertEqual(resumed.restore(), 2)

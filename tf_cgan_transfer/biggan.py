@@ -393,6 +393,7 @@ class Generator(tf.keras.Model):
         chunks = tf.split(z, self.num_blocks + 1, axis=1)
         return chunks[0], chunks[1:]
 
+    @layers.without_autograph
     def call(self, inputs, training=False, accumulate_stats=False):
         z, y = inputs
         y = to_one_hot(y, self.num_classes)

@@ -218,6 +218,7 @@ class Discriminator(tf.keras.Model):
                 h = self.attention(h, training=training)
         return tf.reduce_sum(tf.cast(tf.nn.relu(h), tf.float32), axis=[1, 2])
 
+    @layers.without_autograph
     def call(self, inputs, training=False):
         x, y = inputs
         phi = self.features(x, training=training)

@@ -7,13 +7,19 @@ Loads the generator (`model_io.load_generator`: EMA first), re-accumulates its s
 BN statistics at --truncation (so an image never depends on the other requests of its
 batch) and writes the next free integer version (or --version, never overwriting one)
 with `serving.save_generator`, which defines the signatures and warmup requests. The
-version is written to a hidden directory and renamed into place, so a server polling
-EXPORT_ROOT/NAME never sees half of it; EXPORT_ROOT/models.config lists every model.
+version is written to a hidden directory (`.tmp-export-HOST-PID`; TF Serving loads only
+directories named by an integer) and renamed into place, so a server polling
+EXPORT_ROOT/NAME never sees half of it; the next free version is taken at the rename, and
+hidden directories of exports whose process is gone (killed mid-write) are removed.
+EXPORT_ROOT/models.config lists every model. --max_batch bounds the batch a request may
+send (`serving.DEFAULT_MAX_BATCH`).
 """
 
 import dataclasses
 import os
+import re
 import shutil
+import socket
 from typing import Optional
 
 from absl import flags
@@ -24,7 +30,10 @@ from tf_cgan_transfer import biggan
 from tf_cgan_transfer import cli
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import precision
+from tf_cgan_transfer import run_safety
 from tf_cgan_transfer import serving
+
+_TMP_PREFIX = ".tmp-export-"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,10 +51,45 @@ class ExportConfig:
     warmup: bool = True
     base_path_prefix: Optional[str] = None
     mixed_precision: str = "float32"
+    max_batch: int = serving.DEFAULT_MAX_BATCH
 
 
 def _plain_name(name):
     return bool(name) and os.sep not in name and not name.startswith(".")
+
+
+def _remove_dead_exports(model_base):
+    """Removes `.tmp-export-HOST-PID` directories of this host's exports whose process
+    is gone (another host's pids cannot be checked: those are left)."""
+    if "://" in model_base or not os.path.isdir(model_base):
+        return
+    host = socket.gethostname()
+    for name in os.listdir(model_base):
+        match = re.fullmatch(re.escape(_TMP_PREFIX + host) + r"-(\d+)", name)
+        if match and not run_safety.process_alive(int(match.group(1))):
+            logging.warning("Removing %s: left by an export that was killed.", name)
+            shutil.rmtree(os.path.join(model_base, name), ignore_errors=True)
+
+
+def _publish(tmp_dir, model_base, version):
+    """Renames `tmp_dir` to `version` (None: the next free one, taken now); returns it."""
+    while True:
+        chosen = version if version is not None else max(
+            serving.list_versions(model_base), default=0
+        ) + 1
+        version_dir = os.path.join(model_base, str(chosen))
+        try:
+            tf.io.gfile.rename(tmp_dir, version_dir)  # fails if it exists
+            return version_dir
+        except tf.errors.OpError:
+            if not tf.io.gfile.exists(version_dir):
+                raise
+            if version is not None:
+                raise serving.ExportError(
+                    f"{version_dir} was written by another export meanwhile; exports are "
+                    "immutable: pick another --version or omit it."
+                ) from None
+            # Another export took that number meanwhile: take the next.
 
 
 def run(config):
@@ -93,14 +137,22 @@ def run(config):
     else:
         logging.warning("Keeping the checkpoint's BN statistics (--standing_stats_batches=0).")
     tf.io.gfile.makedirs(model_base)
-    tmp_dir = os.path.join(model_base, f".tmp-{version}-{os.getpid()}")
+    _remove_dead_exports(model_base)
+    tmp_dir = os.path.join(model_base, f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}")
     if tf.io.gfile.exists(tmp_dir):
         tf.io.gfile.rmtree(tmp_dir)
     try:
         serving.save_generator(
-            generator, tmp_dir, class_names, config.truncation, config.name, config.warmup
+            generator,
+            tmp_dir,
+            class_names,
+            config.truncation,
+            config.name,
+            config.warmup,
+            config.max_batch,
         )
-        tf.io.gfile.rename(tmp_dir, version_dir)
+        run_safety.fault_point("export_write")
+        version_dir = _publish(tmp_dir, model_base, config.version)
     finally:
         if tf.io.gfile.exists(tmp_dir):
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -153,6 +205,14 @@ def define_flags(fv):
         None,
         "Version to write (None: the next free); never overwritten.",
         lower_bound=0,
+        **kw,
+    )
+    flags.DEFINE_integer(
+        "max_batch",
+        serving.DEFAULT_MAX_BATCH,
+        "Largest batch one request may send; larger ones fail with INVALID_ARGUMENT (bounds "
+        "the server's memory per request).",
+        lower_bound=1,
         **kw,
     )
     flags.DEFINE_bool(

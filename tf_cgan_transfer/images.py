@@ -4,6 +4,8 @@ import os
 
 import tensorflow as tf
 
+from tf_cgan_transfer import run_safety
+
 
 def to_uint8(images):
     """`[..., 3]` floats in [-1, 1] -> uint8 in [0, 255] (rounded, clipped)."""
@@ -30,8 +32,14 @@ def make_grid(images, rows, padding=2):
 
 
 def write_png(path, image):
-    """Writes a `[H, W, C]` uint8 image as PNG, creating parent directories."""
+    """Writes a `[H, W, C]` uint8 image as PNG, creating parent directories.
+
+    Written to `path.partial` and renamed: a kill mid-write leaves no truncated PNG.
+    """
     parent = os.path.dirname(path)
     if parent:
         tf.io.gfile.makedirs(parent)
-    tf.io.write_file(path, tf.io.encode_png(image))
+    partial = path + ".partial"
+    tf.io.write_file(partial, tf.io.encode_png(image))
+    run_safety.fault_point("sample_write")
+    tf.io.gfile.rename(partial, path, overwrite=True)

@@ -14,6 +14,8 @@ synchronising (which also works inside loops in `strategy.run`, where a synchron
 assign is not allowed), and every replica computes the same value anyway.
 """
 
+import inspect
+
 import tensorflow as tf
 
 _SYNC_AGG = dict(
@@ -23,6 +25,22 @@ _SYNC_AGG = dict(
 # Conditioning layers (class embeddings, BN gain/bias projections, mixtures) are tiny
 # matmuls whose outputs scale every activation: float32 under any mixed-precision policy.
 FLOAT32 = "float32"
+
+
+def without_autograph(call):
+    """Marks a model's `call` as plain Python for AutoGraph, keeping its signature.
+
+    Inside a `tf.function`, Keras runs every subclassed layer's `call` through AutoGraph,
+    which rewrites the Python source of each layer it reaches: about a third of the
+    trace of a training step, paid again by every run and every process. Our layers
+    branch and loop only on Python values (configuration, `training`), never on
+    tensors, so the conversion changes nothing but the cost. The mark disables
+    AutoGraph for everything the call reaches, so the top-level models carry it. Keras
+    reads the call's signature (`training`, the inputs argument): it is kept.
+    """
+    wrapped = tf.autograph.experimental.do_not_convert(call)
+    wrapped.__signature__ = inspect.signature(call)
+    return wrapped
 
 
 def build_sublayer(layer, input_shape):

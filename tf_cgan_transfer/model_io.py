@@ -12,6 +12,8 @@ A training run directory (`--model_dir`) holds, as `RunLayout` names them:
     class_affinity.json   kp_bn runs: which old classes each new class draws on
     mixture_init.npz      kp_bn runs: the mixtures before step 1 (mixture_stats)
     flags.txt, config.json, TensorBoard events
+    .lock                 the live run's pid and host (`run_safety.RunLock`)
+    ckpt/damaged/         checkpoints found damaged on resume, moved aside (never deleted)
 
 A *models directory* (`save_models`) holds `generator_config.json`,
 `discriminator_config.json` (when it has a D) and one checkpoint `models.*`; `models/`,
@@ -32,6 +34,7 @@ from tf_cgan_transfer import discriminator_deep  # noqa: F401  (registers the fa
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import pytorch_checkpoint
 from tf_cgan_transfer import pytorch_import
+from tf_cgan_transfer import run_safety
 
 GENERATOR_CONFIG_FILE = "generator_config.json"
 DISCRIMINATOR_CONFIG_FILE = "discriminator_config.json"
@@ -63,6 +66,7 @@ class RunLayout:
     flags_file = property(lambda self: os.path.join(self.root, "flags.txt"))
     config_file = property(lambda self: os.path.join(self.root, "config.json"))
     generator_config_file = property(lambda self: os.path.join(self.root, GENERATOR_CONFIG_FILE))
+    lock_file = property(lambda self: os.path.join(self.root, run_safety.LOCK_FILE))
 
     def eval_file(self, step):
         return os.path.join(self.eval_dir, f"step_{step:07d}.json")
@@ -102,6 +106,29 @@ def save_models(directory, generator, discriminator=None):
     return tf.train.Checkpoint(**objects).write(os.path.join(directory, MODELS_PREFIX))
 
 
+def replace_models(directory, generator, discriminator=None, json_files=None):
+    """`save_models` (plus `{filename: value}` JSON files) replacing `directory` whole.
+
+    Everything is written to `run_safety.staging_dir(directory)` first and swapped in by
+    `run_safety.replace_dir`, so a kill or a full disk at any instant leaves the old or
+    the new models, complete (`run_safety.recover_dir` tidies up after a kill). Object
+    stores (gs://) cannot rename directories: there it writes in place.
+    """
+    if "://" in directory:  # gs:// has no directory rename: written in place, as before
+        save_models(directory, generator, discriminator)
+        for filename, value in (json_files or {}).items():
+            write_json(os.path.join(directory, filename), value)
+        return directory
+    run_safety.recover_dir(directory)
+    staging = run_safety.staging_dir(directory)
+    save_models(staging, generator, discriminator)
+    for filename, value in (json_files or {}).items():
+        write_json(os.path.join(staging, filename), value)
+    run_safety.fault_point("replace_models")
+    run_safety.replace_dir(directory)
+    return directory
+
+
 def write_npz(path, **arrays):
     """Writes `arrays` to the .npz file `path`: complete or absent, never half-written."""
     parent = os.path.dirname(path)
@@ -125,12 +152,17 @@ def find_run_file(path, name):
 
 
 def write_json(path, value):
-    """Writes `value` as indented, key-sorted JSON, creating parent directories."""
+    """Writes `value` as indented, key-sorted JSON, creating parent directories.
+
+    Written to `path.partial` and renamed: `path` is never half-written.
+    """
     parent = os.path.dirname(path)
     if parent:
         tf.io.gfile.makedirs(parent)
-    with tf.io.gfile.GFile(path, "w") as f:
+    partial = path + ".partial"
+    with tf.io.gfile.GFile(partial, "w") as f:
         json.dump(value, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(partial, path, overwrite=True)
 
 
 def read_config(directory, filename=GENERATOR_CONFIG_FILE):

@@ -22,6 +22,7 @@ from tf_cgan_transfer import evaluator as evaluator_lib
 from tf_cgan_transfer import metrics
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import real_data
+from tf_cgan_transfer import run_safety
 from tf_cgan_transfer.real_data import EvaluationError
 
 # Metrics `best/` can be selected by; lower is better for each.
@@ -69,6 +70,7 @@ class PeriodicEvaluation:
 
     def __init__(self, config, data_plan, layout, best):
         check_best_metric(config.best_metric)
+        run_safety.recover_dir(layout.best_dir)  # after a kill mid-update: old or new, whole
         recorded = recorded_best_metric(layout)
         if recorded not in (None, config.best_metric):
             raise EvaluationError(
@@ -125,9 +127,15 @@ class PeriodicEvaluation:
         logging.info("eval at step %d: %s", step, metrics.summary(results))
         value = results[name]
         if math.isfinite(value) and value < float(self.best.numpy()):
+            # The models and metrics.json replace the old ones together, in one rename.
+            metrics_file = os.path.basename(self.layout.best_metrics_file)
+            model_io.replace_models(
+                self.layout.best_dir,
+                generator,
+                discriminator,
+                {metrics_file: metrics.json_safe(results)},
+            )
             self.best.assign(value)
-            model_io.save_models(self.layout.best_dir, generator, discriminator)
-            model_io.write_json(self.layout.best_metrics_file, metrics.json_safe(results))
             logging.info(
                 "New best %s %.5g at step %d: saved %s",
                 name,

@@ -15,7 +15,12 @@ directory written by `save_generator` holds three signatures:
 * `label_for_name`: `class_name` string [N] -> `label` int32 [N], from the class names
   stored as the asset `class_names.txt` (one per line, line i is label i).
 
-Bad labels, names, seeds or latent widths fail with INVALID_ARGUMENT inside the graph.
+Every input is checked inside the graph (the model server feeds tensors of any shape to
+the signature's placeholders unchecked), each failure an INVALID_ARGUMENT naming the
+input: NaN/Inf or a wrong rank or width of `z`, labels outside [0, K), names not in the
+asset, truncation outside (0, 1], an empty batch, and a batch over `max_batch` (set at
+export, `--max_batch`, default `DEFAULT_MAX_BATCH`: bounds a request's memory). The
+signatures therefore declare their inputs' shapes unknown and the checks restore them.
 The graph holds no Python ops (`python_ops` checks), so the C++ model server can run it.
 `assets.extra/tf_serving_warmup_requests` holds one request per signature.
 
@@ -33,6 +38,7 @@ import tensorflow as tf
 from tf_cgan_transfer import errors
 from tf_cgan_transfer import images
 from tf_cgan_transfer import sampling
+from tf_cgan_transfer import serving_inputs
 
 SERVE_TAG = "serve"
 IMAGES_KEY = "images"
@@ -40,6 +46,7 @@ CLASS_NAMES_FILE = "class_names.txt"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODELS_CONFIG_FILE = "models.config"
 PYTHON_OPS = frozenset({"PyFunc", "EagerPyFunc", "PyFuncStateless"})
+DEFAULT_MAX_BATCH = 256
 
 
 class ExportError(errors.UserError, ValueError):
@@ -80,20 +87,6 @@ def read_class_names(path, num_classes):
 # ---- Serving module ------------------------------------------------------------------
 
 
-def _check_labels(label, num_classes):
-    return [
-        tf.debugging.assert_greater_equal(label, 0, message=f"label must be in [0, {num_classes})"),
-        tf.debugging.assert_less(
-            label, num_classes, message=f"label must be in [0, {num_classes})"
-        ),
-    ]
-
-
-def _same_batch(tensors, message):
-    first = tf.shape(tensors[0])[0]
-    return [tf.debugging.assert_equal(tf.shape(t)[0], first, message=message) for t in tensors[1:]]
-
-
 class ServingModule(tf.Module):
     """The exported object: the generator's variables, the class-name table, 3 functions.
 
@@ -106,7 +99,7 @@ class ServingModule(tf.Module):
       truncation: the truncation the standing statistics were accumulated at (recorded).
     """
 
-    def __init__(self, generator, class_names_path, truncation):
+    def __init__(self, generator, class_names_path, truncation, max_batch=DEFAULT_MAX_BATCH):
         super().__init__(name="generator_serving")
         k, dim_z, r = generator.num_classes, generator.dim_z, generator.resolution
         self._generator_variables = list(generator.variables)
@@ -129,14 +122,12 @@ class ServingModule(tf.Module):
         )
 
         def generate(z, label):
-            checks = _check_labels(label, k) + _same_batch(
+            label = serving_inputs.batch_of("label", label, [None], max_batch)
+            z = serving_inputs.batch_of("z", z, [None, dim_z], max_batch)
+            checks = serving_inputs.check_labels(label, k) + serving_inputs.same_batch(
                 [z, label], "z and label must have the same batch size"
             )
-            checks.append(
-                tf.debugging.assert_equal(
-                    tf.shape(z)[1], dim_z, message=f"z must have shape [N, {dim_z}]"
-                )
-            )
+            checks.append(tf.debugging.assert_all_finite(z, "z must be finite (no NaN or Inf)"))
             with tf.control_dependencies(checks):
                 z, label = tf.identity(z), tf.identity(label)
             return generator((z, label), training=False)
@@ -145,12 +136,16 @@ class ServingModule(tf.Module):
             return {IMAGES_KEY: generate(z, label)}
 
         def sample(label, seed, truncation):
-            checks = _same_batch(
+            label = serving_inputs.batch_of("label", label, [None], max_batch)
+            seed = serving_inputs.batch_of("seed", seed, [None], max_batch)
+            truncation = serving_inputs.batch_of("truncation", truncation, [None], max_batch)
+            checks = serving_inputs.same_batch(
                 [label, seed, truncation], "label, seed and truncation must have the same size"
             )
-            checks.append(
-                tf.debugging.assert_positive(truncation, message="truncation must be > 0")
-            )
+            # NaN fails both comparisons.
+            message = "truncation must be in (0, 1]"
+            checks.append(tf.debugging.assert_positive(truncation, message=message))
+            checks.append(tf.debugging.assert_less_equal(truncation, 1.0, message=message))
             with tf.control_dependencies(checks):
                 z = sampling.seeded_latents(seed, dim_z, truncation)
             pixels = images.to_uint8(generate(z, label))
@@ -160,6 +155,7 @@ class ServingModule(tf.Module):
             return {IMAGES_KEY: pixels, "png_bytes": png}
 
         def label_for_name(class_name):
+            class_name = serving_inputs.batch_of("class_name", class_name, [None], max_batch)
             label = self._class_table.lookup(class_name)
             unknown = tf.boolean_mask(class_name, label < 0)
             check = tf.debugging.Assert(
@@ -173,21 +169,21 @@ class ServingModule(tf.Module):
             serving_default=tf.function(
                 serving_default,
                 input_signature=[
-                    tf.TensorSpec([None], tf.int32, name="label"),
-                    tf.TensorSpec([None, dim_z], tf.float32, name="z"),
+                    tf.TensorSpec(None, tf.int32, name="label"),
+                    tf.TensorSpec(None, tf.float32, name="z"),
                 ],
             ),
             sample=tf.function(
                 sample,
                 input_signature=[
-                    tf.TensorSpec([None], tf.int32, name="label"),
-                    tf.TensorSpec([None], tf.int64, name="seed"),
-                    tf.TensorSpec([None], tf.float32, name="truncation"),
+                    tf.TensorSpec(None, tf.int32, name="label"),
+                    tf.TensorSpec(None, tf.int64, name="seed"),
+                    tf.TensorSpec(None, tf.float32, name="truncation"),
                 ],
             ),
             label_for_name=tf.function(
                 label_for_name,
-                input_signature=[tf.TensorSpec([None], tf.string, name="class_name")],
+                input_signature=[tf.TensorSpec(None, tf.string, name="class_name")],
             ),
         )
 
@@ -357,7 +353,15 @@ def write_models_config(export_root, base_path_prefix=None):
 # ---- Saving --------------------------------------------------------------------------
 
 
-def save_generator(generator, version_dir, class_names, truncation, model_name=None, warmup=True):
+def save_generator(
+    generator,
+    version_dir,
+    class_names,
+    truncation,
+    model_name=None,
+    warmup=True,
+    max_batch=DEFAULT_MAX_BATCH,
+):
     """Writes `generator` (standing statistics already set) as a SavedModel at `version_dir`.
 
     Args:
@@ -367,6 +371,7 @@ def save_generator(generator, version_dir, class_names, truncation, model_name=N
       truncation: what the statistics were accumulated at (recorded as `truncation`).
       model_name: the served model name put in the warmup requests.
       warmup: also write `assets.extra/tf_serving_warmup_requests`.
+      max_batch: the largest batch a request may send (larger ones: INVALID_ARGUMENT).
 
     Returns:
       `version_dir`.
@@ -387,7 +392,9 @@ def save_generator(generator, version_dir, class_names, truncation, model_name=N
         names_path = os.path.join(scratch, CLASS_NAMES_FILE)
         with open(names_path, "w") as f:
             f.write("\n".join(class_names) + "\n")
-        module = ServingModule(generator, names_path, truncation)
+        if max_batch < 1:
+            raise ExportError(f"max_batch must be >= 1, got {max_batch}.")
+        module = ServingModule(generator, names_path, truncation, max_batch)
         tf.saved_model.save(module, version_dir, signatures=module.signatures())
     found = python_ops(version_dir)
     if found:

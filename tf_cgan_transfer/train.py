@@ -8,8 +8,14 @@ under --model_dir (`model_io.RunLayout`): `ckpt/`, `samples/*.png`, TensorBoard 
 `models/` (G and D; a kp_bn or minegan 'ft' stage resumes from it), `models_ema/` and,
 for kp_bn, `class_affinity.{json,txt,png}`. Sample sheets name their rows after the
 classes (--class_names, else the data's names). Flags after --flagfile override it.
+
+Rerunning the same command resumes the run (`run_safety`): SIGINT/SIGTERM stop it after
+a checkpoint of the current step, a damaged latest checkpoint is moved to ckpt/damaged/
+and the newest intact one resumed, a full disk stops it naming what was kept, and a
+second run on a --model_dir that a live run holds (model_dir/.lock) refuses to start.
 """
 
+import contextlib
 import dataclasses
 import json
 import sys
@@ -27,6 +33,7 @@ from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
+from tf_cgan_transfer import run_safety
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -192,10 +199,12 @@ def define_flags(fv):
     # ---- Limited data: D's augmentation and regularisation ------------------------------
     flags.DEFINE_enum(
         "augment",
-        "none",
+        "diffaugment",
         list(limited_data.AUGMENTS),
         "Differentiable augmentation of every image D sees, real and generated, in D's "
-        "and G's steps: none (the paper) or diffaugment (DiffAugment, Zhao et al. 2020).",
+        "and G's steps: diffaugment (DiffAugment, Zhao et al. 2020; the default: it "
+        "lowered KID on the demo transfer, benchmarks/results/limited_data_table.md) or "
+        "none (the paper's training; the paper-reproduction configs set it).",
         flag_values=fv,
     )
     flags.DEFINE_list(
@@ -403,6 +412,14 @@ def main(fv):
             f"{layout.ckpt_dir} already holds checkpoints and --noresume was given; "
             "choose another --model_dir (nothing was overwritten)."
         )
+    # Held until the process exits: a second run on this directory refuses to start.
+    # Only the chief locks: the workers of one multi-worker run share the directory.
+    lock = run_safety.RunLock(layout.lock_file)
+    with lock if distribute.is_chief(strategy) else contextlib.nullcontext():
+        _train(fv, config, strategy, layout)
+
+
+def _train(fv, config, strategy, layout):
     if data.ensure_prepared(config.data):
         logging.info("Generated the offline demo data set in %s", config.data.data_dir)
     plan = data.validate(config.data)  # the one read of the labels

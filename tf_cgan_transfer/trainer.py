@@ -30,6 +30,7 @@ from tf_cgan_transfer import model_io
 from tf_cgan_transfer import optimizers
 from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
+from tf_cgan_transfer import run_safety
 from tf_cgan_transfer import sheets
 from tf_cgan_transfer import train_step
 from tf_cgan_transfer import transfer
@@ -40,6 +41,10 @@ MAX_SAMPLE_ROWS = 16
 
 class TrainingError(errors.UserError, ValueError):
     """Training cannot go on (non-finite loss, bad batch size); says what to do."""
+
+
+class TrainingStopped(TrainingError):
+    """SIGINT or SIGTERM stopped the run after a checkpoint of its current step."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +80,8 @@ class TrainConfig:
 
     `augment` ("none" or "diffaugment", with the ops of `augment_policy`) and
     `lecam_weight` (0: off) are the limited-data aids of `limited_data`; they change D's
-    inputs and loss, for every method and stage.
+    inputs and loss, for every method and stage. The dataclass defaults to the paper's
+    step (no augmentation); the `train` command line defaults to DiffAugment.
     """
 
     model_dir: str
@@ -232,9 +238,7 @@ class Trainer:
         self.output = (
             self.layout if self.is_chief else distribute.worker_layout(self.layout, self.strategy)
         )
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, self.output.ckpt_dir, max_to_keep=config.keep_checkpoints
-        )
+        self.manager = self._make_manager()
         # Optimiser slots now, not inside the first step: a step that creates variables
         # is traced twice.
         self._build_optimizer_slots()
@@ -298,8 +302,18 @@ class Trainer:
 
     # ---- Restore -------------------------------------------------------------------------
 
+    def _make_manager(self):
+        return tf.train.CheckpointManager(
+            self.checkpoint, self.output.ckpt_dir, max_to_keep=self.config.keep_checkpoints
+        )
+
     def restore(self):
-        """Resumes from the latest checkpoint in model_dir, if any; returns the step."""
+        """Resumes from the latest intact checkpoint in model_dir, if any; returns the step.
+
+        A damaged latest checkpoint is moved to ckpt/damaged/ (`run_safety`) first.
+        """
+        if run_safety.check_checkpoints(self.output.ckpt_dir, TrainingError):
+            self.manager = self._make_manager()  # it read the list before the move
         latest = self.manager.latest_checkpoint
         if latest:
             # Build optimiser slots first so the restore can match them all.
@@ -393,19 +407,36 @@ class Trainer:
         iterator = self.make_iterator(start)
         metrics_, self._last_log = {}, (time.time(), start, 0.0)
         step = start
-        while step < cfg.train_steps:
-            wait_start = time.time()
-            batch = next(iterator)
-            input_wait = time.time() - wait_start
-            metrics_ = {k: float(v) for k, v in self.train_step(*batch).items()}
-            step = int(self.step.numpy())
-            self._check_finite(step, metrics_)
-            self._after_step(step, metrics_, input_wait, writer)
-        if self.manager.latest_checkpoint != self.output.checkpoint_path(step):
-            self.manager.save(checkpoint_number=step)
-        self.save_final_models(writer)
+        kept = lambda: self.manager.latest_checkpoint or "no checkpoint yet"  # noqa: E731
+        with run_safety.StopSignals() as stop, run_safety.disk_full(TrainingError, kept):
+            while step < cfg.train_steps and not stop.requested:
+                wait_start = time.time()
+                batch = next(iterator)
+                input_wait = time.time() - wait_start
+                metrics_ = {k: float(v) for k, v in self.train_step(*batch).items()}
+                step = int(self.step.numpy())
+                self._check_finite(step, metrics_)
+                self._after_step(step, metrics_, input_wait, writer)
+                run_safety.fault_point("step_end")
+            if self.manager.latest_checkpoint != self.output.checkpoint_path(step):
+                self.save_checkpoint(step)
+            if stop.requested:
+                writer.flush()
+                raise TrainingStopped(
+                    f"Stopped by {stop.requested} at step {step}/{cfg.train_steps}; "
+                    f"saved {self.manager.latest_checkpoint}. Rerun the same command to "
+                    "continue from it."
+                )
+            self.save_final_models(writer)
         writer.flush()
         return metrics_
+
+    def save_checkpoint(self, step):
+        """`ckpt/ckpt-<step>`: TF writes its files, then records it in `ckpt/checkpoint`."""
+        # The hook runs between the two (files complete, not yet recorded).
+        hook = lambda *_: run_safety.fault_point("checkpoint_save")  # noqa: E731
+        options = tf.train.CheckpointOptions(experimental_write_callbacks=[hook])
+        return self.manager.save(checkpoint_number=step, options=options)
 
     def _check_finite(self, step, step_metrics):
         bad = [k for k, v in step_metrics.items() if not math.isfinite(v)]
@@ -452,7 +483,7 @@ class Trainer:
         if is_due(step, cfg.eval_every):
             self.run_evaluation(step, writer)
         if is_due(step, cfg.checkpoint_every):
-            self.manager.save(checkpoint_number=step)
+            self.save_checkpoint(step)
 
     def sampling_generator(self):
         return self.ema_generator if self.ema_generator is not None else self.generator
@@ -481,6 +512,7 @@ class Trainer:
         learn no mixtures A). Non-chief workers write theirs to their scratch directory."""
         out = self.output
         model_io.save_models(out.models_dir, self.generator, self.discriminator)
+        run_safety.fault_point("final_models")
         if self.ema_generator is not None:
             model_io.save_models(out.ema_models_dir, self.ema_generator)
         if self.generator.conditioning == "kp_bn":
