@@ -234,6 +234,7 @@ class DeepGenerator(biggan.Generator):
     def bn_z_width(self):
         return self.dim_z  # every BN reads the whole z
 
+    @layers.without_autograph  # as biggan.Generator.call: it branches on Python only
     def call(self, inputs, training=False, accumulate_stats=False):
         z, y = inputs
         y = biggan.to_one_hot(y, self.num_classes)
