@@ -61,6 +61,18 @@ class ScaledAdamTest(tf.test.TestCase):
         )
 
 
+class XlaUpdatesTest(tf.test.TestCase):
+    def test_compiled_updates_from_the_parameter_threshold_on(self):
+        n = optimizers.XLA_UPDATE_MIN_PARAMETERS
+        # Counted over all the variables: a vector and a matrix just below, then at it.
+        below = [tf.Variable(tf.zeros([n // 2 - 1])), tf.Variable(tf.zeros([2, n // 4]))]
+        self.assertFalse(optimizers.xla_updates_pay(below))
+        self.assertTrue(optimizers.xla_updates_pay(below + [tf.Variable(tf.zeros([1]))]))
+        self.assertFalse(optimizers.xla_updates_pay([]))
+        self.assertFalse(optimizers.make(1e-3, 0.0, 0.999, 1e-6, xla_updates=False).jit_compile)
+        self.assertTrue(optimizers.make(1e-3, 0.0, 0.999, 1e-6).jit_compile)
+
+
 class TrainerScalesTest(tf.test.TestCase):
     def test_kp_bn_with_frozen_p_and_faster_a(self):
         source = os.path.join(self.create_tempdir().full_path, "source")
@@ -84,6 +96,8 @@ class TrainerScalesTest(tf.test.TestCase):
         scaled = set(run.g_optimizer._lr_scales.values())
         self.assertEqual(scaled, {5.0})
         self.assertLen(run.g_optimizer._lr_scales, len(groups["a"]))
+        # A tiny model's updates are not XLA-compiled (optimizers.xla_updates_pay).
+        self.assertFalse(run.g_optimizer.jit_compile or run.d_optimizer.jit_compile)
         # A methods without these groups: one clear error.
         finetune = dataclasses.replace(config, method="finetune")
         with self.assertRaisesRegex(trainer.TrainingError, "finetune .* trains none of them"):

@@ -219,9 +219,11 @@ class Trainer:
             opt = config.optimizer
             g_scales = self._g_lr_scales()
             self.g_optimizer = self._optimizer(
-                opt.g_lr, opt.g_beta1, opt.g_beta2, loss_scaling, g_scales
+                opt.g_lr, opt.g_beta1, opt.g_beta2, loss_scaling, self.models.g_variables, g_scales
             )
-            self.d_optimizer = self._optimizer(opt.d_lr, opt.d_beta1, opt.d_beta2, loss_scaling)
+            self.d_optimizer = self._optimizer(
+                opt.d_lr, opt.d_beta1, opt.d_beta2, loss_scaling, self.models.d_variables
+            )
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_fid = tf.Variable(float("inf"), trainable=False, name="best_fid")
             self.ema_generator = None
@@ -275,9 +277,10 @@ class Trainer:
         self.models.g_variables = kept
         return pairs
 
-    def _optimizer(self, lr, beta1, beta2, loss_scaling, lr_scales=()):
+    def _optimizer(self, lr, beta1, beta2, loss_scaling, variables, lr_scales=()):
         epsilon = self.config.optimizer.epsilon
-        return optimizers.make(lr, beta1, beta2, epsilon, loss_scaling, lr_scales)
+        xla = optimizers.xla_updates_pay(variables)
+        return optimizers.make(lr, beta1, beta2, epsilon, loss_scaling, lr_scales, xla)
 
     def _trackables(self):
         objects = {
