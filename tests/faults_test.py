@@ -479,6 +479,5 @@ class ModelsDirectoryTest(tf.test.TestCase):
         assert_best(3)
 
 
-
 if __name__ == "__main__":
     tf.test.main()

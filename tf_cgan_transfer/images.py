@@ -1,7 +1,5 @@
 """Image helpers shared by the command-line tools: [-1, 1] floats -> uint8 grids -> PNG."""
 
-import os
-
 import tensorflow as tf
 
 from tf_cgan_transfer import run_safety
@@ -36,10 +34,7 @@ def write_png(path, image):
 
     Written to `path.partial` and renamed: a kill mid-write leaves no truncated PNG.
     """
-    parent = os.path.dirname(path)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    partial = path + ".partial"
-    tf.io.write_file(partial, tf.io.encode_png(image))
-    run_safety.fault_point("sample_write")
-    tf.io.gfile.rename(partial, path, overwrite=True)
+    png = tf.io.encode_png(image)
+    run_safety.write_atomically(
+        path, lambda partial: tf.io.write_file(partial, png), fault="sample_write"
+    )

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import conditional_bn
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import run_safety
 
 INITIAL_FILE = "mixture_init.npz"
 TOP = 5
@@ -84,9 +85,8 @@ def record_initial(run_root, generator, first_stage=None):
             found = find_initial(first_stage)
             if found is None:
                 return None
-            tf.io.gfile.makedirs(run_root)
-            tf.io.gfile.copy(found, path + ".partial", overwrite=True)
-            os.replace(path + ".partial", path)
+            copy = lambda partial: tf.io.gfile.copy(found, partial, overwrite=True)  # noqa: E731
+            run_safety.write_atomically(path, copy)
         else:
             save_initial(path, generator)
     return load_initial(path)

@@ -131,12 +131,8 @@ def replace_models(directory, generator, discriminator=None, json_files=None):
 
 def write_npz(path, **arrays):
     """Writes `arrays` to the .npz file `path`: complete or absent, never half-written."""
-    parent = os.path.dirname(path)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    partial = path + ".partial.npz"  # np.savez appends .npz to names without it
-    np.savez(partial, **arrays)
-    os.replace(partial, path)
+    write = lambda partial: np.savez(partial, **arrays)  # noqa: E731
+    run_safety.write_atomically(path, write, suffix=".partial.npz")
 
 
 def find_run_file(path, name):
@@ -156,13 +152,12 @@ def write_json(path, value):
 
     Written to `path.partial` and renamed: `path` is never half-written.
     """
-    parent = os.path.dirname(path)
-    if parent:
-        tf.io.gfile.makedirs(parent)
-    partial = path + ".partial"
-    with tf.io.gfile.GFile(partial, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    tf.io.gfile.rename(partial, path, overwrite=True)
+
+    def write(partial):
+        with tf.io.gfile.GFile(partial, "w") as f:
+            json.dump(value, f, indent=2, sort_keys=True)
+
+    run_safety.write_atomically(path, write)
 
 
 def read_config(directory, filename=GENERATOR_CONFIG_FILE):

@@ -56,6 +56,21 @@ class FaultInjected(BaseException):
     """Raised by a `raise:` fault hook; a BaseException so no `except Exception` eats it."""
 
 
+def write_atomically(path, write, suffix=".partial", fault=None):
+    """Calls `write(partial)` to write `path + suffix`, then renames it to `path` (parent
+    directories created): a kill mid-write leaves `path` absent or whole, never truncated.
+    `fault`: a `fault_point` between the write and the rename. (np.savez appends `.npz`
+    to a name without it: its caller passes `.partial.npz`.)"""
+    parent = os.path.dirname(path)
+    if parent:
+        tf.io.gfile.makedirs(parent)
+    partial = path + suffix
+    write(partial)
+    if fault:
+        fault_point(fault)
+    tf.io.gfile.rename(partial, path, overwrite=True)
+
+
 def fault_point(name):
     """The named instant of a write that tests interrupt (see `FAULT_ENV`)."""
     spec = os.environ.get(FAULT_ENV)
