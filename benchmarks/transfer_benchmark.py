@@ -76,6 +76,8 @@ class Settings:
       learning_rates: the sweep's (G, D) pairs.
       augments: D's augmentation variants ("none", "diffaugment").
       units: the units of work (`UNITS` or a subset).
+      kp_variants: kp_bn variants (`transfer_runs.KP_VARIANTS` names) trained at the
+        setting `kp_bn (bn)` chose on dev: bn stage only, seed 0 on dev, every seed on test.
       source_steps, source_batch_size, source_augment, source_ema_decay,
         source_eval_every: pre-training of the source (D's augmentation: "diffaugment" or
         "none"; the EMA decay of G, whose average is what the transfers start from, 0: the
@@ -98,6 +100,7 @@ class Settings:
     learning_rates: Tuple[Tuple[float, float], ...] = LEARNING_RATES
     augments: Tuple[str, ...] = AUGMENTS
     units: Tuple[str, ...] = UNITS
+    kp_variants: Tuple[str, ...] = tuple(transfer_runs.KP_VARIANTS)
     source_steps: int = 16000
     source_batch_size: int = 32
     source_augment: str = "diffaugment"
@@ -122,6 +125,10 @@ class Settings:
             raise ValueError(
                 f"Unknown units or augments {sorted(unknown)}; use {UNITS}, {AUGMENTS}."
             )
+        for name in self.kp_variants:
+            transfer_runs.variant_unit(name)  # a ValueError naming the known variants
+        if self.kp_variants and "kp_bn" not in self.units:
+            raise ValueError("kp_variants are trained at kp_bn's chosen setting: add kp_bn to units.")
         if min(self.seeds, self.workers, self.images_per_class, len(self.learning_rates)) < 1:
             raise ValueError("seeds, workers, images_per_class and learning_rates must be >= 1.")
         return self
@@ -146,6 +153,7 @@ QUICK = dict(
     source_steps=4,
     source_eval_every=0,  # (a curve of one source step costs CI a trace for nothing)
     classifier_epochs=1,
+    kp_variants=("prior_nosn_a10_p0",),  # the one that needs the most machinery
 )
 
 
@@ -153,6 +161,8 @@ def make_settings(work_dir, out_dir, quick=False, **overrides):
     """`Settings` with the defaults of the mode (--quick or full), then `overrides`."""
     values = dict(QUICK) if quick else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if "kp_bn" not in values.get("units", UNITS) and overrides.get("kp_variants") is None:
+        values["kp_variants"] = ()  # (the variants train at kp_bn's chosen setting)
     return Settings(work_dir=work_dir, out_dir=out_dir, **values).validate()
 
 
@@ -207,6 +217,52 @@ def test_rows(rows, chosen):
     return [r for r in rows if chosen[(r["row"], r["augment"])] == (r["g_lr"], r["d_lr"])]
 
 
+def variant_setting(settings, chosen, dev_rows):
+    """`(augment, (g_lr, d_lr))` the kp_bn variants train at: `kp_bn (bn)`'s augmentation
+    with the lower dev KID at its chosen pair (the first augmentation without a dev phase)."""
+
+    def dev_kid(augment):
+        lrs = chosen[("kp_bn (bn)", augment)]
+        kids = [
+            r["final"]["kid"]
+            for r in dev_rows
+            if r["row"] == "kp_bn (bn)" and r["augment"] == augment
+            and (r["g_lr"], r["d_lr"]) == tuple(lrs)
+        ]
+        return _sort_key(kids[0]) if kids else float("inf")
+
+    augment = min(settings.augments, key=lambda a: (dev_kid(a), settings.augments.index(a)))
+    return augment, tuple(chosen[("kp_bn (bn)", augment)])
+
+
+def variant_items(settings, phase, augment, lrs):
+    """The kp_bn variants' items of a phase (dev: seed 0, only with a sweep; test: every
+    seed)."""
+    if phase == "dev" and len(settings.learning_rates) < 2:
+        return []
+    seeds = range(1) if phase == "dev" else range(settings.seeds)
+    return [
+        (phase, transfer_runs.variant_unit(name), augment, lrs, seed)
+        for seed in seeds
+        for name in settings.kp_variants
+    ]
+
+
+def choose_variant(dev_rows, augment, lrs):
+    """The row with the lowest final dev KID among `kp_bn (bn)` and its variants, at the
+    variants' augmentation and pair (None without a dev phase)."""
+    candidates = [
+        r
+        for r in dev_rows
+        if (r["row"] == "kp_bn (bn)" or "@" in r["unit"])
+        and r["augment"] == augment
+        and (r["g_lr"], r["d_lr"]) == tuple(lrs)
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: _sort_key(r["final"]["kid"]))["row"]
+
+
 def run(settings, spec, progress=print, picture=True):
     """Runs the benchmark; writes the report to `settings.out_dir`; returns it."""
     start, load_before = time.time(), os.getloadavg()
@@ -254,6 +310,20 @@ def run(settings, spec, progress=print, picture=True):
         transfer_runs.run_items(settings, spec, test_items(settings, chosen), source, on_done),
         chosen,
     )
+    variants = None
+    if settings.kp_variants:
+        augment, lrs = variant_setting(settings, chosen, dev)
+        for name in settings.kp_variants:
+            chosen[(f"{transfer_runs.variant_unit(name)} (bn)", augment)] = lrs
+        for phase in ("dev", "test"):
+            rows = transfer_runs.run_items(
+                settings, spec, variant_items(settings, phase, augment, lrs), source, on_done
+            )
+            (dev if phase == "dev" else test).extend(rows)
+        variants = dict(
+            augment=augment, lrs=list(lrs), names=list(settings.kp_variants),
+            dev_choice=choose_variant(dev, augment, lrs),
+        )
     report = dict(
         settings=dataclasses.asdict(settings),
         data=dict(
@@ -270,6 +340,7 @@ def run(settings, spec, progress=print, picture=True):
         dev_rows=dev,
         chosen={f"{row}|{augment}": list(lrs) for (row, augment), lrs in chosen.items()},
         test_rows=test,
+        kp_variants=variants,
         machine=method_report.machine_info(tf.__version__),
         load_before=list(load_before),
         load_after=list(os.getloadavg()),
@@ -342,6 +413,13 @@ def define_flags(flag_values=flags.FLAGS):
     )
     flags.DEFINE_list("augments", None, f"D augmentations, of {AUGMENTS}.", **fv)
     flags.DEFINE_list("units", None, f"Units of work, of {UNITS}.", **fv)
+    flags.DEFINE_list(
+        "kp_variants",
+        None,
+        "kp_bn variants trained at kp_bn (bn)'s chosen setting, of "
+        f"{sorted(transfer_runs.KP_VARIANTS)} (default: all; quick: one; '' for none).",
+        **fv,
+    )
 
 
 def _pairs(values):
@@ -371,6 +449,7 @@ def settings_from_flags(fv, command=""):
         learning_rates=pairs,
         augments=optional_tuple(fv.augments),
         units=optional_tuple(fv.units),
+        kp_variants=None if fv.kp_variants is None else tuple(v for v in fv.kp_variants if v),
         command=command,
     )
 

@@ -45,13 +45,20 @@ def _mean_std(values, digits, scale=1):
 
 
 def groups(rows):
-    """{(row, augment): [rows over seeds]} in `transfer_runs.ROWS` order."""
+    """{(row, augment): [rows over seeds]} in `transfer_runs.ROWS` order, then the kp_bn
+    variants' rows in the order they come."""
+    names = list(transfer_runs.ROWS)
+    names += sorted({r["row"] for r in rows} - set(names), key=[r["row"] for r in rows].index)
     out = {}
-    for name in transfer_runs.ROWS:
+    for name in names:
         for r in rows:
             if r["row"] == name:
                 out.setdefault((name, r["augment"]), []).append(r)
     return out
+
+
+def is_variant(row):
+    return "@" in row
 
 
 def finished(rows):
@@ -138,6 +145,7 @@ def markdown(report):
         "",
     ]
     lines += _main_table(report)
+    lines += _variant_lines(report)
     lines += _affinity_lines(report)
     lines += _per_class_lines(report)
     lines += ["", f"![KID curves]({CURVES})", "", f"![samples]({PICTURE})", ""]
@@ -217,6 +225,29 @@ def _main_table(report):
     return lines
 
 
+def _variant_lines(report):
+    variants = report.get("kp_variants")
+    if not variants:
+        return []
+    g, d = variants["lrs"]
+    lines = [
+        "## kp_bn variants: what makes the mixtures learn",
+        "",
+        f"Each `kp_bn@NAME (bn)` row trains the bn stage alone for the whole budget at the "
+        f"setting `kp_bn (bn)` chose on dev ({variants['augment']}, lr {g:g}/{d:g}), with "
+        "these changes: "
+        + "; ".join(
+            f"{name}: "
+            + ", ".join(f"{k}={v}" for k, v in transfer_runs.KP_VARIANTS[name].items())
+            for name in variants["names"]
+        )
+        + ". In the tables above and below. Lowest final KID on the dev classes (seed 0): "
+        f"**{variants['dev_choice'] or 'n/a (no dev phase)'}**.",
+        "",
+    ]
+    return lines
+
+
 def _affinity_lines(report):
     table = report.get("affinity") or []
     if not table:
@@ -280,16 +311,16 @@ def plot_curves(report, path):
 
     augments = report["settings"]["augments"]
     figure, axes = plt.subplots(1, len(augments), figsize=(6 * len(augments), 4.5), squeeze=False)
-    colours = {row: f"C{i}" for i, row in enumerate(transfer_runs.ROWS)}
+    colours = {}
     for (row, augment), group in groups(finished(report["test_rows"])).items():
         ax = axes[0][augments.index(augment)]
+        colour = colours.setdefault(row, f"C{len(colours) % 10}")
         steps = group[0]["curve"]["steps"]
         kid = np.array([r["curve"]["kid"] for r in group], np.float64) * 100
-        ax.plot(steps, np.nanmean(kid, axis=0), marker="o", ms=3, color=colours[row], label=row)
-        if len(group) > 1:
-            ax.fill_between(
-                steps, np.nanmin(kid, 0), np.nanmax(kid, 0), color=colours[row], alpha=0.15
-            )
+        style = "--" if is_variant(row) else "-"  # (colours repeat after ten rows)
+        ax.plot(steps, np.nanmean(kid, 0), style, marker="o", ms=3, color=colour, label=row)
+        if len(group) > 1 and not is_variant(row):
+            ax.fill_between(steps, np.nanmin(kid, 0), np.nanmax(kid, 0), color=colour, alpha=0.15)
     for ax, augment in zip(axes[0], augments):
         ax.set(
             xlabel="step", ylabel="KID x100 (test classes, held out)", title=f"D aug.: {augment}"
@@ -303,10 +334,12 @@ def plot_curves(report, path):
 
 
 def _picture_rows(test_rows, dev_rows):
-    """Per method row, the seed-0 test record of its augmentation with the lower dev KID
-    (the first augmentation when there was no dev phase)."""
+    """Per method row (not the kp_bn variants), the seed-0 test record of its augmentation
+    with the lower dev KID (the first augmentation when there was no dev phase)."""
     chosen = {}
     for (row, augment), group in groups(finished(test_rows)).items():
+        if is_variant(row):
+            continue
         dev = [r["final"]["kid"] for r in dev_rows if r["row"] == row and r["augment"] == augment]
         score = min((k for k in dev if k == k), default=float("inf"))
         seed0 = min(group, key=lambda r: r["seed"])

@@ -53,8 +53,42 @@ METRICS = (
 MIXTURE_STATS = ("relative_change", "correlation", "mean_top_share", "mean_entropy")
 
 
+# kp_bn variants (issue 22's study of what makes the mixtures learn; `--kp_variants`):
+# unit "kp_bn@NAME" trains the bn stage alone over the whole budget (row "kp_bn@NAME (bn)",
+# comparable to "kp_bn (bn)") with these `trainer.TrainConfig` / `OptimizerConfig` changes.
+# a: A's learning-rate multiplier; p0: P frozen; nosn: A without spectral norm; uniform,
+# prior: A's initialisation (prior: the source D's view of the new classes, `affinity_prior`).
+KP_VARIANTS = {
+    "a10": dict(a_lr_scale=10.0),
+    "a10_p0": dict(a_lr_scale=10.0, p_lr_scale=0.0),
+    "uniform_nosn_a10_p0": dict(
+        mixture_init="uniform", mixture_spectral_norm=False, a_lr_scale=10.0, p_lr_scale=0.0
+    ),
+    "prior": dict(mixture_init="prior"),
+    "prior_nosn_a10_p0": dict(
+        mixture_init="prior", mixture_spectral_norm=False, a_lr_scale=10.0, p_lr_scale=0.0
+    ),
+}
+_OPTIMIZER_FIELDS = ("a_lr_scale", "r_lr_scale", "p_lr_scale")
+
+
 def row_unit(row):
-    return "kp_bn" if row.startswith("kp_bn") else row
+    """The unit of work a row comes from: "kp_bn (bn+ft)" -> "kp_bn", "kp_bn@a10 (bn)" ->
+    "kp_bn@a10", "finetune" -> "finetune"."""
+    return row.split(" (")[0] if row.startswith("kp_bn") else row
+
+
+def split_unit(unit):
+    """`(method, variant name or None)` of a unit: "kp_bn@a10" -> ("kp_bn", "a10")."""
+    method, _, variant = unit.partition("@")
+    if variant and (method != "kp_bn" or variant not in KP_VARIANTS):
+        raise ValueError(f"Unknown kp_bn variant {unit!r}; use kp_bn@ one of {sorted(KP_VARIANTS)}.")
+    return method, variant or None
+
+
+def variant_unit(name):
+    split_unit(f"kp_bn@{name}")  # validates
+    return f"kp_bn@{name}"
 
 
 # ---- Configs ---------------------------------------------------------------------------
@@ -139,17 +173,21 @@ def held_out_evaluation(settings, spec, classes, every):
 
 
 def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes, source):
-    """The run of `unit` (its first stage) on `classes`, evaluated on their held-out images."""
+    """The run of `unit` (its first stage; a kp_bn variant's bn stage) on `classes`,
+    evaluated on their held-out images."""
+    method, variant = split_unit(unit)
+    changes = dict(KP_VARIANTS[variant]) if variant else {}
+    scales = {k: changes.pop(k) for k in _OPTIMIZER_FIELDS if k in changes}
     return trainer.TrainConfig(
         model_dir=model_dir,
         # The seed also picks the training images, as train.py's --seed does.
         data=spec.train_of(classes, settings.images_per_class, seed),
-        method=unit,
-        stage=FIRST_STAGE[unit][0] if unit in FIRST_STAGE else None,
+        method=method,
+        stage=FIRST_STAGE[method][0] if method in FIRST_STAGE else None,
         # scratch: a fresh BigGAN of the source's architecture, not the source's weights.
         source=None if unit == "scratch" else source,
         architecture=architecture(settings),
-        optimizer=trainer.OptimizerConfig(g_lr=lrs[0], d_lr=lrs[1], epsilon=1e-6),
+        optimizer=trainer.OptimizerConfig(g_lr=lrs[0], d_lr=lrs[1], epsilon=1e-6, **scales),
         batch_size=settings.batch_size,
         train_steps=settings.train_steps,
         l1_scale=0.01,
@@ -160,6 +198,7 @@ def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes
         log_every=settings.eval_every,
         sample_every=0,
         **held_out_evaluation(settings, spec, classes, settings.eval_every),
+        **changes,
     )
 
 
@@ -288,7 +327,9 @@ def run_unit(settings, spec, item, source):
 
 def unit_rows(unit):
     """The rows a unit of work yields."""
-    return ("kp_bn (bn)", "kp_bn (bn+ft)") if unit == "kp_bn" else (unit,)
+    if unit.startswith("kp_bn"):
+        return ("kp_bn (bn)", "kp_bn (bn+ft)") if unit == "kp_bn" else (f"{unit} (bn)",)
+    return (unit,)
 
 
 def _failed_rows(item, message):
@@ -318,7 +359,12 @@ def _train_unit(settings, spec, item, source, model_dir):
     classes = spec.dev_classes if phase == "dev" else spec.test_classes
     first_dir, ft_dir = os.path.join(model_dir, "first"), os.path.join(model_dir, "ft")
     config = transfer_config(settings, spec, first_dir, unit, augment, lrs, seed, classes, source)
-    if unit not in FIRST_STAGE:
+    if split_unit(unit)[1]:  # a kp_bn variant: its bn stage over the whole budget
+        seconds, g, d = run_trainer(config)
+        (row,) = unit_rows(unit)
+        evals = read_evals(first_dir)
+        rows = [_row(row, item, evals, seconds, [g, d], first_dir, *_affinity(first_dir))]
+    elif unit not in FIRST_STAGE:
         seconds, g, d = run_trainer(config)
         rows = [_row(unit, item, read_evals(first_dir), seconds, [g, d], first_dir)]
     else:

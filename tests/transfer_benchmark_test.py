@@ -38,6 +38,38 @@ class SettingsTest(tf.test.TestCase):
             _settings(units=("kp_bn", "gan"))
         with self.assertRaisesRegex(ValueError, "learning_rates must be >= 1"):
             _settings(learning_rates=())
+        with self.assertRaisesRegex(ValueError, "Unknown kp_bn variant 'kp_bn@a99'.*a10_p0"):
+            _settings(kp_variants=("a99",))
+        with self.assertRaisesRegex(ValueError, "add kp_bn to units"):
+            _settings(units=("scratch",), kp_variants=("a10",))
+        self.assertEqual(_settings(units=("scratch",)).kp_variants, ())  # none by default
+
+    def test_a_variant_changes_only_what_its_name_says(self):
+        s = _settings()
+
+        class Spec:  # the parts of a transfer_data spec that transfer_config reads
+            held_out_of = train_of = staticmethod(lambda *args: None)
+
+        original = transfer_runs.held_out_evaluation
+        transfer_runs.held_out_evaluation = lambda *args: {}
+        try:
+            config = lambda unit: transfer_runs.transfer_config(
+                s, Spec, "/tmp/r", unit, "none", (1e-3, 2e-4), 0, [9], "/src"
+            )
+            base, variant = config("kp_bn"), config("kp_bn@prior_nosn_a10_p0")
+        finally:
+            transfer_runs.held_out_evaluation = original
+        self.assertEqual((variant.method, variant.stage), ("kp_bn", "bn"))
+        self.assertEqual((variant.mixture_init, variant.mixture_spectral_norm), ("prior", False))
+        self.assertEqual(variant.optimizer.lr_scales(), dict(a=10.0, r=1.0, p=0.0))
+        self.assertEqual(base.optimizer.lr_scales(), dict(a=1.0, r=1.0, p=1.0))
+        unchanged = dict(mixture_init="orthogonal", mixture_spectral_norm=True)
+        self.assertEqual(
+            dataclasses.replace(variant, optimizer=base.optimizer, **unchanged), base
+        )
+        self.assertEqual(transfer_runs.unit_rows("kp_bn@a10"), ("kp_bn@a10 (bn)",))
+        self.assertEqual(transfer_runs.row_unit("kp_bn@a10 (bn)"), "kp_bn@a10")
+        self.assertEqual(transfer_runs.row_unit("kp_bn (bn+ft)"), "kp_bn")
 
     def test_first_stage_is_an_evaluation_step(self):
         s = _settings(train_steps=300, eval_every=100)
@@ -110,6 +142,38 @@ class ChoiceTest(tf.test.TestCase):
         )
 
 
+class VariantChoiceTest(tf.test.TestCase):
+    def test_variants_train_at_kp_bn_bn_s_better_dev_setting_and_the_lowest_dev_kid_wins(self):
+        a, b = (1e-4, 4e-4), (2e-3, 2e-4)
+        s = _settings(units=("kp_bn",), learning_rates=(a, b), kp_variants=("a10", "prior"))
+        chosen = {("kp_bn (bn)", "none"): a, ("kp_bn (bn)", "diffaugment"): b}
+        dev = [
+            _dev_row("kp_bn (bn)", "none", a, 0.30),
+            _dev_row("kp_bn (bn)", "none", b, 0.05),  # not chosen: its pair lost on "none"?
+            _dev_row("kp_bn (bn)", "diffaugment", b, 0.20),
+        ]
+        dev[1]["final"]["kid"] = 0.35  # (choose() picked a for "none")
+        augment, lrs = transfer_benchmark.variant_setting(s, chosen, dev)
+        self.assertEqual((augment, lrs), ("diffaugment", b))
+        self.assertEqual(
+            transfer_benchmark.variant_items(s, "dev", augment, lrs),
+            [("dev", "kp_bn@a10", "diffaugment", b, 0), ("dev", "kp_bn@prior", "diffaugment", b, 0)],
+        )
+        self.assertLen(transfer_benchmark.variant_items(s, "test", augment, lrs), 2 * s.seeds)
+        quick = _settings(quick=True)
+        self.assertEqual(transfer_benchmark.variant_items(quick, "dev", "none", a), [])
+        for row in dev:
+            row["unit"] = transfer_runs.row_unit(row["row"])
+        ran = [dict(_dev_row(f"kp_bn@{v} (bn)", augment, b, k), unit=f"kp_bn@{v}")
+               for v, k in (("a10", 0.15), ("prior", float("nan")))]
+        self.assertEqual(
+            transfer_benchmark.choose_variant(dev + ran, augment, b), "kp_bn@a10 (bn)"
+        )
+        ran[0]["final"]["kid"] = 0.25
+        self.assertEqual(transfer_benchmark.choose_variant(dev + ran, augment, b), "kp_bn (bn)")
+        self.assertIsNone(transfer_benchmark.choose_variant([], augment, b))
+
+
 class SummaryTest(tf.test.TestCase):
     def test_final_and_best_of_evaluation_records(self):
         evals = [
@@ -170,8 +234,9 @@ class QuickModeTest(tf.test.TestCase):
             text = f.read()
         self.assertIn("QUICK MODE", text)
         self.assertIn("tests/transfer_benchmark_test.py (quick)", text)
-        for row in self.settings.rows():
+        for row in self.settings.rows() + ("kp_bn@prior_nosn_a10_p0 (bn)",):
             self.assertIn(f"| {row} | diffaugment |", text)
+        self.assertIn("## kp_bn variants", text)
         picture = tf.io.decode_png(tf.io.read_file(os.path.join(out, transfer_report.PICTURE)))
         self.assertEqual(picture.shape[-1], 4)  # matplotlib's RGBA
         with open(os.path.join(out, "transfer_benchmark.json")) as f:
@@ -180,7 +245,8 @@ class QuickModeTest(tf.test.TestCase):
 
     def test_every_row_is_evaluated_at_every_step(self):
         rows = self.report["test_rows"]
-        self.assertEqual(sorted(r["row"] for r in rows), sorted(self.settings.rows()))
+        variant = "kp_bn@prior_nosn_a10_p0 (bn)"  # quick mode's one variant
+        self.assertEqual(sorted(r["row"] for r in rows), sorted(self.settings.rows() + (variant,)))
         for r in rows:
             self.assertEqual(r["curve"]["steps"], [0, 2, 4], r["row"])
             self.assertTrue(np.all(np.isfinite(r["curve"]["kid"])), r["row"])
@@ -234,6 +300,8 @@ class QuickModeTest(tf.test.TestCase):
         self.assertEqual(by_row["kp_bn (bn)"]["params"], counts[:2])
         self.assertEqual(by_row["kp_bn (bn+ft)"]["params"], counts)
         self.assertLess(counts[0], counts[2])  # the bn stage trains a fraction of G
+        # The variant freezes P (p_lr_scale 0): a zero-rate variable is not trained at all.
+        self.assertLess(by_row["kp_bn@prior_nosn_a10_p0 (bn)"]["params"][0], counts[0])
 
     def test_source_and_classifier_are_scored_on_held_out_images(self):
         held_out = self.report["source"]["held_out"]
@@ -246,7 +314,10 @@ class QuickModeTest(tf.test.TestCase):
 
     def test_affinity_rows_name_old_classes(self):
         table = self.report["affinity"]
-        self.assertEqual([e["row"] for e in table], ["kp_bn (bn)", "kp_bn (bn+ft)"])
+        self.assertEqual(
+            [e["row"] for e in table],
+            ["kp_bn (bn)", "kp_bn (bn+ft)", "kp_bn@prior_nosn_a10_p0 (bn)"],
+        )
         old_names = set(self.spec.names(self.spec.old_classes))
         for entry in table:
             self.assertEqual(entry["counted"], 1)
@@ -262,7 +333,7 @@ class QuickModeTest(tf.test.TestCase):
         results = glob.glob(
             os.path.join(self.settings.work_dir, "runs", "**", "result.json"), recursive=True
         )
-        self.assertLen(results, 1)  # one unit of work
+        self.assertLen(results, 2)  # kp_bn and its variant
         before = {p: os.path.getmtime(p) for p in results}
         again = transfer_benchmark.run(
             self.settings, self.spec, progress=logging.info, picture=False
