@@ -66,6 +66,7 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         eager_reference=False,
         eager_mirrored=False,
         source=None,
+        steps=1,
         **overrides,
     ):
         """Runs the step both ways and compares; `prepare(trainer)` may first change the
@@ -73,7 +74,9 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         `eager_reference` the single-device step runs eagerly (the same Python step
         function, without its ~30 s trace); the 2-replica step is the traced one unless
         `eager_mirrored` (its trace with accumulation and two D updates costs ~2.5 min).
-        `source`: the pretrained source (None: `model_fixtures.make_source`'s)."""
+        `source`: the pretrained source (None: `model_fixtures.make_source`'s). With
+        `steps` > 1 the 2-replica side runs them in one compiled call
+        (`GANStep.train_steps`), drawing from a distributed iterator as the trainer's."""
         source_dir = source
         if source_dir is None:
             source_dir = self.create_tempdir().full_path
@@ -99,7 +102,7 @@ class DistributionEquivalenceTest(tf.test.TestCase):
                 rng.uniform(-1, 1, [4, 32, 32, 3]).astype(np.float32),
                 rng.integers(0, 3, [4]).astype(np.int32),
             )
-            for _ in range(num_d_steps * grad_accumulation)
+            for _ in range(steps * num_d_steps * grad_accumulation)
         ]
 
         single = trainer.Trainer(config, tf.distribute.OneDeviceStrategy("/cpu:0"), num_classes=3)
@@ -115,18 +118,34 @@ class DistributionEquivalenceTest(tf.test.TestCase):
             b.set_weights(a.get_weights())
 
         initial_g = [v.numpy() for v in single.models.g_variables]
-        images = np.stack([x for x, _ in real])  # [M, B, R, R, 3]
-        labels = np.stack([y for _, y in real])  # [M, B]
+        micro = num_d_steps * grad_accumulation
+        images = np.stack([x for x, _ in real]).reshape([steps, micro, 4, 32, 32, 3])
+        labels = np.stack([y for _, y in real]).reshape([steps, micro, 4])
         single_step = single.steps._train_step if eager_reference else single.train_step
-        single_metrics = single_step(tf.constant(images), tf.constant(labels))
+        for t in range(steps):
+            single_metrics = single_step(tf.constant(images[t]), tf.constant(labels[t]))
 
         def per_replica(batch):  # replica r gets examples [2r, 2r + 2) of every micro-batch
             return mirrored_strategy.experimental_distribute_values_from_function(
                 lambda ctx: tf.constant(batch[:, ctx.replica_id_in_sync_group * 2 :][:, :2])
             )
 
-        mirrored_step = mirrored.steps._train_step if eager_mirrored else mirrored.train_step
-        mirrored_metrics = mirrored_step(per_replica(images), per_replica(labels))
+        if steps == 1:
+            mirrored_step = mirrored.steps._train_step if eager_mirrored else mirrored.train_step
+            mirrored_metrics = mirrored_step(per_replica(images[0]), per_replica(labels[0]))
+        else:
+            # One worker's dataset feeds its replicas in turn: element 2t + r is replica
+            # r's slice of step t (as `Trainer.make_iterator`'s per-replica batches).
+            slices = lambda x: np.stack([x[:, :, 2 * r : 2 * r + 2] for r in (0, 1)], 1)
+            flat = lambda x: x.reshape([2 * steps, *x.shape[2:]])  # noqa: E731
+            per_step = (flat(slices(images)), flat(slices(labels)))
+            iterator = iter(
+                mirrored_strategy.distribute_datasets_from_function(
+                    lambda ctx: tf.data.Dataset.from_tensor_slices(per_step)
+                )
+            )
+            mirrored_metrics = mirrored.steps.train_steps(iterator, tf.constant(steps))
+            self.assertEqual(int(mirrored.step.numpy()), steps)
         for key in single_metrics:
             self.assertAllClose(mirrored_metrics[key], single_metrics[key], rtol=1e-4, atol=1e-6)
         after_single = _weights([single.generator, single.discriminator])
@@ -172,17 +191,21 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         self.assertGreater(metrics["l1"], 0.0)
         self.assertGreater(metrics["lecam"], 0.0)
 
-    def test_minegan_miner_step(self):
+    def test_minegan_miner_steps_in_one_call(self):
         # The miner stage: G's gradient reaches only the miner, through the frozen G and
         # its cross-replica BNs. One D update, no accumulation (that machinery is the
-        # kp_bn test's). The miner's zero output layer would leave its hidden layers
-        # without gradient at step 0, so it starts from small random weights here.
+        # kp_bn test's). Two steps in one traced call on 2 replicas (the multi-step loop
+        # of --steps_per_call) equal two single-device steps. The miner's zero output
+        # layer would leave its hidden layers without gradient at step 0, so it starts
+        # from small random weights here.
         def trained_miner(run):
             miner = run.generator.miner
             rng = np.random.default_rng(1)
             miner.kernel_out.assign(0.1 * rng.normal(size=miner.kernel_out.shape))
 
-        metrics = self._run("minegan", 1, 1, prepare=trained_miner, eager_reference=True)
+        metrics = self._run(
+            "minegan", 1, 1, prepare=trained_miner, eager_reference=True, steps=2
+        )
         self.assertEqual((metrics["l1"], metrics["l2"]), (0.0, 0.0))  # no A, no R
 
 
@@ -284,10 +307,53 @@ class LoopTest(tf.test.TestCase):
         with self.assertRaisesRegex(trainer.TrainingError, "does not match.*--lecam_weight"):
             run.restore()
 
+    def test_calls_of_several_steps_resume_and_equal_single_steps(self):
+        # Resumed at step 2 with calls of up to 3 steps: one call runs steps 3 and 4
+        # (cut at the checkpoint, sample sheet and log due at 4).
+        model_dir = self.create_tempdir().full_path
+        _copy_run_as_of_step(self.straight.config.model_dir, model_dir, 2)
+        resumed = trainer.Trainer(self._config(model_dir, steps_per_call=3, log_every=4))
+        self.assertEqual(resumed.call_length(2), 2)
+        calls = []
+        original = resumed.steps.train_steps
+        resumed.steps.train_steps = lambda it, n: calls.append(int(n)) or original(it, n)
+        resumed.train()
+        self.assertEqual(calls, [2])
+        self.assertEqual(int(resumed.step.numpy()), 4)
+        for a, b in zip(self._final(self.straight), self._final(resumed)):
+            self.assertAllEqual(a, b)
+        self.assertTrue(os.path.exists(os.path.join(model_dir, "ckpt", "ckpt-4.index")))
+
+    def test_call_length_stops_where_a_hook_is_due(self):
+        config = dataclasses.replace(
+            self.straight.config,
+            steps_per_call=100,
+            train_steps=1000,
+            log_every=50,
+            sample_every=0,
+            eval_every=30,
+            checkpoint_every=500,
+        )
+        run = mock.Mock(config=config)
+        lengths = [trainer.Trainer.call_length(run, s) for s in (0, 29, 30, 45, 50, 980)]
+        self.assertEqual(lengths, [30, 1, 20, 5, 10, 10])
+        self.assertEqual(
+            trainer.Trainer.call_length(
+                mock.Mock(config=dataclasses.replace(config, steps_per_call=7, eval_every=0)), 0
+            ),
+            7,
+        )
+        with self.assertRaisesRegex(trainer.TrainingError, "steps_per_call=0 must be >= 1"):
+            trainer.Trainer(dataclasses.replace(config, steps_per_call=0), num_classes=3)
+
     def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(self):
+        # Calls of up to 3 steps: the call from step 4 stops after the first poisoned
+        # step (5), not at the call's end (6).
         model_dir = self.create_tempdir().full_path
         shutil.copytree(self.straight.config.model_dir, model_dir, dirs_exist_ok=True)
-        run = PoisonedTrainer(self._config(model_dir, train_steps=6))
+        run = PoisonedTrainer(
+            self._config(model_dir, train_steps=6, steps_per_call=3, log_every=6)
+        )
         with self.assertRaisesRegex(
             trainer.TrainingError,
             r"Non-finite .*at step 5 .*the last good checkpoint is .*ckpt-4",

@@ -179,6 +179,15 @@ def define_flags(fv):
         flag_values=fv,
     )
     flags.DEFINE_integer("num_d_steps", 1, "D updates per G update.", flag_values=fv)
+    flags.DEFINE_integer(
+        "steps_per_call",
+        1,
+        "Iterations per compiled call: the host feeds no batch and reads no metric in "
+        "between (faster for small models). Calls end where a log, sample sheet, "
+        "evaluation or checkpoint is due; SIGINT/SIGTERM are seen between calls; the "
+        "input-wait share is then not measured.",
+        flag_values=fv,
+    )
     flags.DEFINE_float("g_lr", 1e-4, "G learning rate.", flag_values=fv)
     flags.DEFINE_float("d_lr", 4e-4, "D learning rate.", flag_values=fv)
     flags.DEFINE_float("g_beta1", 0.0, "G Adam beta1.", flag_values=fv)
@@ -312,6 +321,7 @@ def define_flags(fv):
         "batch_size",
         "grad_accumulation",
         "num_d_steps",
+        "steps_per_call",
         "checkpoint_every",
         "keep_checkpoints",
         "log_every",

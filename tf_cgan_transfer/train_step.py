@@ -52,6 +52,11 @@ def draw_latents(key, batch_size, dim_z, num_classes):
     return z, labels
 
 
+def all_finite(metrics):
+    """A scalar bool tensor: every value of the metrics dict is finite."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in metrics.values()])
+
+
 def make_ema_generator(generator):
     """A generator of the same config holding a copy of `generator`'s weights."""
     ema = biggan.Generator.from_config(generator.get_config()).build_weights()
@@ -116,6 +121,7 @@ class GANStep:
             self._d_gradients = tf.function(self.d_micro_step, jit_compile=True)
             self._g_gradients = tf.function(self.g_micro_step, jit_compile=True)
         self.train_step = tf.function(self._train_step)
+        self.train_steps = tf.function(self._train_steps)
 
     # ---- Replica functions ---------------------------------------------------------------
 
@@ -292,6 +298,25 @@ class GANStep:
         return tf.nest.map_structure(
             lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), per_replica
         )
+
+    def _train_steps(self, iterator, num_steps):
+        """Up to `num_steps` iterations in one call, each drawing its batch from `iterator`
+        (a distributed iterator of `(images, labels)` as `_train_step` takes them).
+
+        One compiled call per many steps: the host neither feeds batches nor reads metrics
+        in between (small models are bound by that per-step overhead). `num_steps` is a
+        scalar int32 tensor, so every call length shares one trace. The loop stops after
+        the first step whose metrics are not all finite, so the host sees that step.
+
+        Returns:
+          The metrics of the last iteration run.
+        """
+        metrics = self._train_step(*next(iterator))
+        for _ in tf.range(num_steps - 1):
+            if not all_finite(metrics):
+                break
+            metrics = self._train_step(*next(iterator))
+        return metrics
 
     def _train_step(self, real_images, real_labels):
         """One iteration: `num_d_steps` D updates, then one G update.

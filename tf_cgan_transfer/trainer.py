@@ -101,6 +101,9 @@ class TrainConfig:
     grad_accumulation: int = 1
     num_d_steps: int = 1
     train_steps: int = 1000
+    # Iterations per compiled call (`train_step.GANStep.train_steps`); calls end where a
+    # log, sample, evaluation or checkpoint is due, so the hooks see the same steps.
+    steps_per_call: int = 1
     l1_scale: float = 0.01
     l2_scale: float = 0.1
     ema_decay: float = 0.0
@@ -196,6 +199,8 @@ class Trainer:
         limited_data.check(
             config.augment, config.augment_policy, config.lecam_weight, config.lecam_decay
         )
+        if config.steps_per_call < 1:
+            raise TrainingError(f"steps_per_call={config.steps_per_call} must be >= 1.")
         jit_compile = distribute.check_jit(config.jit_compile, self.strategy, TrainingError)
         loss_scaling = precision.needs_loss_scaling(config.mixed_precision)
 
@@ -413,10 +418,15 @@ class Trainer:
         kept = lambda: self.manager.latest_checkpoint or "no checkpoint yet"  # noqa: E731
         with run_safety.StopSignals() as stop, run_safety.disk_full(TrainingError, kept):
             while step < cfg.train_steps and not stop.requested:
-                wait_start = time.time()
-                batch = next(iterator)
-                input_wait = time.time() - wait_start
-                metrics_ = {k: float(v) for k, v in self.train_step(*batch).items()}
+                if cfg.steps_per_call == 1:  # the host feeds the step: its wait is measured
+                    wait_start = time.time()
+                    batch = next(iterator)
+                    input_wait = time.time() - wait_start
+                    metrics_ = self.train_step(*batch)
+                else:  # the call draws its batches itself
+                    length = tf.constant(self.call_length(step), tf.int32)
+                    metrics_, input_wait = self.steps.train_steps(iterator, length), 0.0
+                metrics_ = {k: float(v) for k, v in metrics_.items()}
                 step = int(self.step.numpy())
                 self._check_finite(step, metrics_)
                 self._after_step(step, metrics_, input_wait, writer)
@@ -433,6 +443,16 @@ class Trainer:
             self.save_final_models(writer)
         writer.flush()
         return metrics_
+
+    def call_length(self, step):
+        """Steps of the next call after `step`: `steps_per_call`, cut at the next step where
+        a log, sample sheet, evaluation or checkpoint is due, and at `train_steps`."""
+        cfg = self.config
+        end = min(step + cfg.steps_per_call, cfg.train_steps)
+        for every in (cfg.log_every, cfg.sample_every, cfg.eval_every, cfg.checkpoint_every):
+            if every > 0:
+                end = min(end, (step // every + 1) * every)
+        return end - step
 
     def save_checkpoint(self, step):
         """`ckpt/ckpt-<step>`: TF writes its files, then records it in `ckpt/checkpoint`."""
@@ -462,13 +482,15 @@ class Trainer:
             eta = (cfg.train_steps - step) / max(rate, 1e-9)
             # The share of wall time the loop waited for input: > a few % means the
             # input pipeline, not the model, limits the speed.
+            # (Unmeasured when a compiled call draws its own batches.)
             input_share = waited / max(now - last_time, 1e-9)
+            measured = cfg.steps_per_call == 1
             logging.info(
-                "step %d/%d  %.3f steps/s  input wait %.0f%%  ETA %s  %s",
+                "step %d/%d  %.3f steps/s  input wait %s  ETA %s  %s",
                 step,
                 cfg.train_steps,
                 rate,
-                100 * input_share,
+                f"{100 * input_share:.0f}%" if measured else "n/a",
                 time.strftime("%H:%M:%S", time.gmtime(eta)),
                 "  ".join(f"{k}={v:.4f}" for k, v in step_metrics.items()),
             )
@@ -476,7 +498,8 @@ class Trainer:
                 for k, v in step_metrics.items():
                     tf.summary.scalar(f"train/{k}", v)
                 tf.summary.scalar("train/steps_per_sec", rate)
-                tf.summary.scalar("train/input_wait_fraction", input_share)
+                if measured:
+                    tf.summary.scalar("train/input_wait_fraction", input_share)
             if self.is_chief:
                 mixture_stats.log_summaries(self.generator, self.initial_mixtures, writer, step)
             last_time, last_step, waited = now, step, 0.0
