@@ -8,7 +8,10 @@ on them) transferred with kp_bn (bn stage) to 5 classes, a fresh BigGAN D at 128
 demo: the offline demo's transfer model (BigGAN-32, ch 8) from configs/demo_*.flags.
 Real images are synthetic tensors fed straight to the step, so the figure is the
 model's speed, not the input pipeline's. Prints the median over --steps timed steps
-after one warm-up step (which includes tracing).
+after one warm-up step (which includes tracing). With --steps_per_call > 1 each timed
+unit is one compiled call of that many steps (`GANStep.train_steps`, as `train
+--steps_per_call` runs them, drawing the same batch from a distributed iterator), and
+the figure is the call's time over its steps.
 """
 
 import statistics
@@ -27,6 +30,7 @@ _PRESET = flags.DEFINE_enum("preset", "demo", ["demo", "biggan128"], "Model size
 _BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (None: 8 / 32 per preset).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
 _METHOD = flags.DEFINE_enum("method", "kp_bn", ["kp_bn", "finetune"], "Transfer method.")
+_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Iterations per compiled call.")
 
 
 def main(argv):
@@ -51,18 +55,26 @@ def main(argv):
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, [1, batch, resolution, resolution, 3]), tf.float32)
     labels = tf.constant(rng.integers(0, classes, [1, batch]), tf.int32)
+    per_call = _PER_CALL.value
+    if per_call == 1:
+        step = lambda: run.train_step(images, labels)  # noqa: E731
+    else:
+        batches = tf.data.Dataset.from_tensors((images, labels)).repeat()
+        iterator = iter(run.strategy.distribute_datasets_from_function(lambda _: batches))
+        length = tf.constant(per_call, tf.int32)
+        step = lambda: run.steps.train_steps(iterator, length)  # noqa: E731
     start = time.time()
-    run.train_step(images, labels)
-    print(f"warm-up step (with tracing): {time.time() - start:.1f} s")
+    step()
+    print(f"warm-up call (with tracing): {time.time() - start:.1f} s")
     times = []
     for _ in range(_STEPS.value):
         start = time.time()
-        metrics = run.train_step(images, labels)
-        float(metrics["g_loss"])
-        times.append(time.time() - start)
+        float(step()["g_loss"])
+        times.append((time.time() - start) / per_call)
     median = statistics.median(times)
     print(
-        f"{_PRESET.value} {_METHOD.value} batch {batch}: median {median:.3f} s/step = "
+        f"{_PRESET.value} {_METHOD.value} batch {batch}, {per_call} step(s) per call: "
+        f"median {median:.4f} s/step = "
         f"{1 / median:.3f} steps/s = {batch / median:.2f} images/s "
         f"(steps: {', '.join(f'{t:.2f}' for t in times)})"
     )
