@@ -47,7 +47,7 @@ from benchmarks import workers
 from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
 from tf_cgan_transfer import precision
-from tf_cgan_transfer import trainer
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import transfer
 
 # Units of work per seed; "kp_bn" yields both kp_bn rows (see `run_unit`).
@@ -58,7 +58,7 @@ BN_FRACTION = 2 / 3  # kp_bn bn+ft: this share of the steps in the bn stage, the
 # configs/demo_source.flags and configs/demo_transfer.flags as typed configs (the test
 # checks them against the flagfiles).
 ARCHITECTURE = transfer.ArchitectureConfig(ch=8, dim_z=32, shared_dim=32, attention_resolution=0)
-OPTIMIZER = trainer.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6)
+OPTIMIZER = train_config.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6)
 BATCH_SIZE = 32
 
 
@@ -149,7 +149,7 @@ def make_settings(work_dir, out_dir, quick=False, **overrides):
 
 def source_config(settings, data_dir):
     """configs/demo_source.flags (steps from `settings`)."""
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         model_dir=os.path.join(settings.work_dir, f"source_{settings.source_steps}"),
         data=demo_classes(data_dir, demo_data.OLD_CLASSES),
         method="scratch",
@@ -181,7 +181,7 @@ def transfer_config(settings, model_dir, method, source, data_dir, images_per_cl
 
     The seed also picks the `images_per_class` training images (as train.py's --seed).
     """
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         model_dir=model_dir,
         data=demo_classes(data_dir, demo_data.NEW_CLASSES, images_per_class, seed),
         method=method,

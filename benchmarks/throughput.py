@@ -52,6 +52,7 @@ from tf_cgan_transfer import data
 from tf_cgan_transfer import demo_data
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import serving as serving_lib
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 
 PARTS = ("sample", "train", "export", "input")
@@ -99,7 +100,7 @@ def make_trainer(preset, method, source, model_dir, mixed_precision, jit_compile
         data_config = data.DataConfig("folder", preset.resolution, image_folder="unused")
     else:
         num_classes = None  # from the data set
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         model_dir=model_dir,
         data=data_config,
         method=method,

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 
 _PRESET = flags.DEFINE_enum("preset", "demo", ["demo", "biggan128"], "Model size.")
@@ -43,7 +44,7 @@ def main(argv):
             32, ch=8, num_classes=12, dim_z=32, shared_dim=32, attention_resolution=0
         ).build_weights()
         resolution, batch, classes = 32, _BATCH.value or 32, 4
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         model_dir="/tmp/train_speed",
         data=data.DataConfig(dataset="folder", image_folder="unused", resolution=resolution),
         method=_METHOD.value,

@@ -22,6 +22,7 @@ from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import evaluate
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -55,7 +56,7 @@ MIXTURE_STATS = ("relative_change", "correlation", "mean_top_share", "mean_entro
 
 # kp_bn variants (issue 22's study of what makes the mixtures learn; `--kp_variants`):
 # unit "kp_bn@NAME" trains the bn stage alone over the whole budget (row "kp_bn@NAME (bn)",
-# comparable to "kp_bn (bn)") with these `trainer.TrainConfig` / `OptimizerConfig` changes.
+# comparable to "kp_bn (bn)") with these `train_config.TrainConfig` / `OptimizerConfig` changes.
 # a: A's learning-rate multiplier; p0: P frozen; nosn: A without spectral norm; uniform,
 # prior: A's initialisation (prior: the source D's view of the new classes, `affinity_prior`).
 KP_VARIANTS = {
@@ -119,12 +120,12 @@ def classifier_dir(settings):
 
 def source_config(settings, spec):
     old = spec.old_classes
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         model_dir=source_dir(settings),
         data=spec.train_of(old),
         method="scratch",
         architecture=architecture(settings),
-        optimizer=trainer.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6),
+        optimizer=train_config.OptimizerConfig(g_lr=2e-4, d_lr=2e-4, epsilon=1e-6),
         batch_size=settings.source_batch_size,
         # The old classes have ~23 train images each: without augmentation D wins within
         # a few hundred steps (d_loss_fake 0.0000 at step 1,100 of a first attempt).
@@ -159,7 +160,7 @@ def num_held_out(spec, classes):
 
 
 def held_out_evaluation(settings, spec, classes, every):
-    """The `trainer.TrainConfig` fields of a periodic evaluation every `every` steps
+    """The `train_config.TrainConfig` fields of a periodic evaluation every `every` steps
     against every held-out image of `classes` (as many generated), best by KID."""
     return dict(
         eval_every=every,
@@ -178,7 +179,7 @@ def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes
     method, variant = split_unit(unit)
     changes = dict(KP_VARIANTS[variant]) if variant else {}
     scales = {k: changes.pop(k) for k in _OPTIMIZER_FIELDS if k in changes}
-    return trainer.TrainConfig(
+    return train_config.TrainConfig(
         model_dir=model_dir,
         # The seed also picks the training images, as train.py's --seed does.
         data=spec.train_of(classes, settings.images_per_class, seed),
@@ -187,7 +188,7 @@ def transfer_config(settings, spec, model_dir, unit, augment, lrs, seed, classes
         # scratch: a fresh BigGAN of the source's architecture, not the source's weights.
         source=None if unit == "scratch" else source,
         architecture=architecture(settings),
-        optimizer=trainer.OptimizerConfig(g_lr=lrs[0], d_lr=lrs[1], epsilon=1e-6, **scales),
+        optimizer=train_config.OptimizerConfig(g_lr=lrs[0], d_lr=lrs[1], epsilon=1e-6, **scales),
         batch_size=settings.batch_size,
         train_steps=settings.train_steps,
         l1_scale=0.01,
@@ -433,7 +434,7 @@ def run_items(settings, spec, items, source, on_done):
 
 
 def train_or_reuse(config):
-    """`(models directory, info)` of the run of `config` (a `trainer.TrainConfig`): trained
+    """`(models directory, info)` of the run of `config` (a `train_config.TrainConfig`): trained
     now unless its models exist (written last), resuming its checkpoints if interrupted."""
     models = model_io.find_models_dir(config.model_dir)
     if models:

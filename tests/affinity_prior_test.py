@@ -13,6 +13,7 @@ from tf_cgan_transfer import data
 from tf_cgan_transfer import discriminator as discriminator_lib
 from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 
 K = model_fixtures.OLD_CLASSES
@@ -76,7 +77,7 @@ class TrainerPriorTest(tf.test.TestCase):
         d.embedding.kernel.assign(d.embedding.kernel * 30.0)
         model_io.save_models(source, g, d)
         folder = model_fixtures.write_image_folder(os.path.join(root, "images"))
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             model_dir=os.path.join(root, "run"),
             data=data.DataConfig(dataset="folder", image_folder=folder, resolution=32),
             source=source,

@@ -21,6 +21,7 @@ from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sample
 from tf_cgan_transfer import serving
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -223,7 +224,7 @@ class DeepDistributionTest(tf.test.TestCase):
         # The source in memory (`model_io.load_source` takes a (G, D) pair): each Trainer
         # then skips restoring it from disk.
         source = model_fixtures.make_deep_source(self.create_tempdir().full_path, with_d=True)
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             model_dir=self.create_tempdir().full_path,
             data=data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
             method="kp_bn",
@@ -233,7 +234,7 @@ class DeepDistributionTest(tf.test.TestCase):
             l2_scale=0.1,
             seed=3,
             # Adam with a large epsilon behaves like SGD (trainer_test says why).
-            optimizer=trainer.OptimizerConfig(g_lr=0.01, d_lr=0.01, epsilon=1.0),
+            optimizer=train_config.OptimizerConfig(g_lr=0.01, d_lr=0.01, epsilon=1.0),
         )
         single = trainer.Trainer(config, tf.distribute.OneDeviceStrategy("/cpu:0"), num_classes=3)
         strategy = distribution.two_replica_strategy()

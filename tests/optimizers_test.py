@@ -10,6 +10,7 @@ from tests import model_fixtures
 from tests import distribution
 from tf_cgan_transfer import data
 from tf_cgan_transfer import optimizers
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -77,11 +78,11 @@ class TrainerScalesTest(tf.test.TestCase):
     def test_kp_bn_with_frozen_p_and_faster_a(self):
         source = os.path.join(self.create_tempdir().full_path, "source")
         model_fixtures.make_source(source, with_d=True)
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             model_dir=self.create_tempdir().full_path,
             data=data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
             source=source,
-            optimizer=trainer.OptimizerConfig(a_lr_scale=5.0, p_lr_scale=0.0),
+            optimizer=train_config.OptimizerConfig(a_lr_scale=5.0, p_lr_scale=0.0),
             batch_size=4,
             sample_every=0,
         )

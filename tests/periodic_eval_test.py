@@ -16,7 +16,7 @@ from tests import model_fixtures
 from tf_cgan_transfer import data
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import periodic_eval
-from tf_cgan_transfer import trainer
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer.real_data import EvaluationError
 
 
@@ -62,7 +62,7 @@ class PeriodicEvaluationTest(tf.test.TestCase):
             ),
         )
         values.update(overrides)
-        return trainer.TrainConfig(**values)
+        return train_config.TrainConfig(**values)
 
     def _evaluation(self, config, best=None):
         best = best if best is not None else tf.Variable(float("inf"))

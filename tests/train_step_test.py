@@ -19,6 +19,7 @@ from tf_cgan_transfer import biggan
 from tf_cgan_transfer import data
 from tf_cgan_transfer import limited_data
 from tf_cgan_transfer import losses
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import train_step
 from tf_cgan_transfer import trainer
 
@@ -88,7 +89,7 @@ class LimitedDataStepTest(tf.test.TestCase):
         root = tf.compat.v1.test.get_temp_dir()
         source = os.path.join(root, "limited_data_source")
         model_fixtures.make_source(source, shared=True, with_d=True)
-        config = trainer.TrainConfig(
+        config = train_config.TrainConfig(
             model_dir=os.path.join(root, "limited_data_run"),
             data=data.DataConfig(dataset="folder", image_folder="unused", resolution=32),
             method="finetune",
@@ -99,7 +100,7 @@ class LimitedDataStepTest(tf.test.TestCase):
             lecam_weight=cls.WEIGHT,
             lecam_decay=cls.DECAY,
             # Small steps keep D's outputs from blowing up between the three steps.
-            optimizer=trainer.OptimizerConfig(g_lr=1e-3, d_lr=1e-3, epsilon=1.0),
+            optimizer=train_config.OptimizerConfig(g_lr=1e-3, d_lr=1e-3, epsilon=1.0),
         )
         cls.trainer = trainer.Trainer(config, num_classes=3)
 

@@ -24,6 +24,7 @@ from tf_cgan_transfer import layers
 from tf_cgan_transfer import mixture_stats
 from tf_cgan_transfer import model_io
 from tf_cgan_transfer import sheets
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -33,7 +34,7 @@ AIDS = dict(augment="diffaugment", lecam_weight=0.3, lecam_decay=0.9)
 
 
 def tiny_config(model_dir, source, data_config, **overrides):
-    config = trainer.TrainConfig(
+    config = train_config.TrainConfig(
         model_dir=model_dir,
         data=data_config,
         method="kp_bn",
@@ -85,7 +86,7 @@ class DistributionEquivalenceTest(tf.test.TestCase):
         # Adam with a large epsilon behaves like SGD: its first step divides the gradient
         # by its own magnitude, which would turn float noise in near-zero gradients
         # (different summation orders on 1 vs 2 replicas) into full-size updates.
-        optimizer = trainer.OptimizerConfig(g_lr=0.01, d_lr=0.01, epsilon=1.0)
+        optimizer = train_config.OptimizerConfig(g_lr=0.01, d_lr=0.01, epsilon=1.0)
         config = tiny_config(
             self.create_tempdir().full_path,
             source_dir,
@@ -527,7 +528,7 @@ class PrecisionAndCompilationTest(tf.test.TestCase):
         # that update amplifies bfloat16 rounding in D's gradients into a 7% change of
         # the loss for some latents (measured over seeds 3-6), which says nothing about
         # the precision of the step itself; with 1e-3 every seed agrees within 3%.
-        optimizer = trainer.OptimizerConfig(g_lr=1e-3, d_lr=1e-3, epsilon=1.0)
+        optimizer = train_config.OptimizerConfig(g_lr=1e-3, d_lr=1e-3, epsilon=1.0)
         config = tiny_config(
             model_dir, cls.source_dir, data_config, optimizer=optimizer, **{**AIDS, **overrides}
         )

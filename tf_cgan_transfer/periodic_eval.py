@@ -54,7 +54,7 @@ class PeriodicEvaluation:
     """A run's periodic evaluation.
 
     Args:
-      config: the run's `trainer.TrainConfig` (its eval_* fields, data, classifier,
+      config: the run's `train_config.TrainConfig` (its eval_* fields, data, classifier,
         best_metric, seed).
       data_plan: returns the validated `data.DataPlan` of the training data; called after
         the classifier loads, so a missing classifier fails before the data is read.

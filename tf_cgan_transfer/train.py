@@ -34,6 +34,7 @@ from tf_cgan_transfer import model_io
 from tf_cgan_transfer import periodic_eval
 from tf_cgan_transfer import precision
 from tf_cgan_transfer import run_safety
+from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 from tf_cgan_transfer import transfer
 
@@ -377,11 +378,11 @@ def config_from_flags(fv):
     # Every other TrainConfig field (and every ArchitectureConfig and OptimizerConfig
     # field but the Adam epsilon) is the flag of the same name.
     return cli.config_of(
-        trainer.TrainConfig,
+        train_config.TrainConfig,
         fv,
         data=data_config,
         architecture=cli.config_of(transfer.ArchitectureConfig, fv),
-        optimizer=cli.config_of(trainer.OptimizerConfig, fv, epsilon=fv.adam_eps),
+        optimizer=cli.config_of(train_config.OptimizerConfig, fv, epsilon=fv.adam_eps),
         mixed_precision=precision.resolve(fv.mixed_precision, tpu=fv.strategy == "tpu"),
         augment_policy=policy,
         eval_data=cli.eval_data_config(fv, data_config),

@@ -68,7 +68,7 @@ class GANStep:
     """The step functions of a run; `train_step(images, labels)` runs one iteration.
 
     Args:
-      config: the run's `trainer.TrainConfig` (batch_size, grad_accumulation,
+      config: the run's `train_config.TrainConfig` (batch_size, grad_accumulation,
         num_d_steps, l1_scale, l2_scale, ema_decay, ema_start, seed, augment,
         augment_policy, lecam_weight).
       models: the `transfer.TransferModels` (G, D and the variables they train).
