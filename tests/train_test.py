@@ -47,8 +47,11 @@ class FlagfileTest(tf.test.TestCase):
                 self.assertIn(config.data.resolution, (32, 128))
                 self.assertTrue(config.model_dir.startswith("runs/"))
                 # Each reproduces a paper or README setting, trained without augmentation
-                # although train's default is DiffAugment.
+                # although train's default is DiffAugment, and (kp_bn) from the
+                # reference's orthogonal mixtures although train's default is auto.
                 self.assertEqual(config.augment, "none")
+                if config.method == "kp_bn":
+                    self.assertEqual(config.mixture_init, "orthogonal")
 
     def test_flags_after_the_flagfile_override_it(self):
         fv = parse("--flagfile=configs/flowers.flags", "--train_steps=7", "--model_dir=/tmp/x")

@@ -88,6 +88,27 @@ class KnowledgePropagationInvariantTest(tf.test.TestCase):
         hard = source((z, tf.constant(MAPPING)))
         self.assertGreater(float(tf.reduce_max(tf.abs(expected - hard))), 1e-2)
 
+    def test_auto_mixture_init_takes_the_prior_only_from_a_source_with_a_d(self):
+        prior = np.random.default_rng(6).dirichlet(np.ones(OLD_CLASSES), size=3)
+        for with_d in (False, True):
+            directory = self.create_tempdir().full_path
+            make_source(directory, with_d=with_d)
+            calls = []
+            models = transfer.build(
+                transfer.TransferConfig("kp_bn", 3, mixture_init="auto"),
+                source=directory,
+                prior=lambda g, d: calls.append(d) or prior,
+            )
+            init = "prior" if with_d else "orthogonal"
+            self.assertEqual(models.config.mixture_init, init)
+            self.assertLen(calls, int(with_d))  # the prior is computed only from a D
+            bn = models.generator.blocks[0].HyperBN
+            self.assertEqual(bn.get_config()["mixture_init"], init)
+            gamma_mixture = bn.mixture_weights(tf.eye(3))[0].numpy()  # A(y_n), [3, K]
+            rows = gamma_mixture / gamma_mixture.sum(1, keepdims=True)
+            # The prior, spectrally normalised (same proportions), or a random start.
+            self.assertEqual(np.allclose(rows, prior, atol=1e-4), with_d)
+
     def test_prior_needs_its_function_and_the_right_shape(self):
         directory = self.create_tempdir().full_path
         make_source(directory)

@@ -107,11 +107,14 @@ def define_flags(fv):
     )
     flags.DEFINE_enum(
         "mixture_init",
-        "orthogonal",
-        list(conditional_bn.KnowledgePropagationBatchNorm.MIXTURE_INITS),
-        "kp_bn: init of the mixtures A: orthogonal (the reference's), zeros, uniform (1/K), "
-        "small (orthogonal x 0.01), prior (the source D's scores of the new classes' "
-        "images; needs a source with a D). zeros and small need --nomixture_spectral_norm.",
+        transfer.AUTO_MIXTURE,
+        [transfer.AUTO_MIXTURE, *conditional_bn.KnowledgePropagationBatchNorm.MIXTURE_INITS],
+        "kp_bn: init of the mixtures A: auto (the default: prior when the source has a D, "
+        "else orthogonal; on the Wesnoth benchmark the prior's mixtures pointed at related "
+        "old classes, the orthogonal ones at chance, at equal KID), orthogonal (the "
+        "reference's), zeros, uniform (1/K), small (orthogonal x 0.01), prior (the source "
+        "D's scores of the new classes' images; needs a source with a D). zeros and small "
+        "need --nomixture_spectral_norm.",
         flag_values=fv,
     )
     flags.DEFINE_boolean(
@@ -346,7 +349,8 @@ def config_from_flags(fv):
     method, stage = fv.method, fv.stage
     transfer.check_method(method, stage, fv.residual_init)
     try:
-        conditional_bn.check_mixture(fv.mixture_init, fv.mixture_spectral_norm)
+        auto = fv.mixture_init == transfer.AUTO_MIXTURE  # (becomes prior or orthogonal)
+        conditional_bn.check_mixture("prior" if auto else fv.mixture_init, fv.mixture_spectral_norm)
     except ValueError as e:
         raise transfer.TransferError(str(e)) from e
     hub = fv.source and not (

@@ -27,6 +27,7 @@ projection embedding for the N new classes.
 import dataclasses
 from typing import Optional
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -37,6 +38,9 @@ from tf_cgan_transfer import errors
 from tf_cgan_transfer import model_io
 
 METHODS = ("kp_bn", "bn_only", "finetune", "freeze_d", "scratch", "minegan")
+# mixture_init that becomes "prior" when the source has a D, else "orthogonal"
+# (`resolve_mixture_init`): the Wesnoth benchmark's choice (README, issue 22).
+AUTO_MIXTURE = "auto"
 # Stages each method has; the first is the default. A later stage resumes from the
 # models the first one saved (`bn_checkpoint`).
 STAGES = {
@@ -104,8 +108,9 @@ class TransferConfig:
         "orthogonal" (the reference code's init) for R.
       mixture_init, mixture_spectral_norm: kp_bn's mixtures A: kernel initialiser
         ("orthogonal", the reference's; "zeros", "uniform", "small"; "prior", from the
-        source D's view of the new classes' images, `affinity_prior`) and whether A is
-        spectrally normalised (`conditional_bn.check_mixture`).
+        source D's view of the new classes' images, `affinity_prior`; "auto": "prior"
+        when the source has a D, else "orthogonal") and whether A is spectrally
+        normalised (`conditional_bn.check_mixture`).
       freeze_d_blocks: D blocks kept frozen by `freeze_d`.
       resolution: the resolution the data needs; None accepts the source's.
       seed: seed of the fresh class parameters.
@@ -128,7 +133,8 @@ class TransferConfig:
     def validate(self):
         check_method(self.method, self.stage, self.residual_init)
         try:
-            conditional_bn.check_mixture(self.mixture_init, self.mixture_spectral_norm)
+            init = "prior" if self.mixture_init == AUTO_MIXTURE else self.mixture_init
+            conditional_bn.check_mixture(init, self.mixture_spectral_norm)
         except ValueError as e:
             raise TransferError(str(e)) from e
         if not isinstance(self.num_new_classes, (int, np.integer)) or self.num_new_classes < 1:
@@ -371,6 +377,17 @@ def _scratch_models(config, architecture):
     return generator, discriminator
 
 
+def resolve_mixture_init(config, source_d, prior):
+    """`config` with `mixture_init="auto"` resolved: "prior" when the source has a D to
+    compute it from (and `prior` is given), else the reference's "orthogonal"."""
+    if config.mixture_init != AUTO_MIXTURE:
+        return config
+    init = "prior" if source_d is not None and prior is not None else "orthogonal"
+    logging.info("mixture_init=auto: %s (the source %s a discriminator)", init,
+                 "has" if source_d is not None else "has no")
+    return dataclasses.replace(config, mixture_init=init)
+
+
 def _set_prior(generator, source_g, source_d, prior):
     if prior is None:
         raise TransferError(
@@ -431,6 +448,7 @@ def build(config, source=None, bn_checkpoint=None, architecture=None, source_ema
                 "transfer from the pretrained BigGAN instead."
             )
         _check_resolution(source_g, config, "the source model")
+        config = resolve_mixture_init(config, source_d, prior)
         generator = _new_generator(source_g, config)
         if config.method == "kp_bn" and config.mixture_init == "prior":
             _set_prior(generator, source_g, source_d, prior)
