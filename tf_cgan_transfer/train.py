@@ -391,6 +391,8 @@ def config_from_flags(fv):
         augment_policy=policy,
         eval_data=cli.eval_data_config(fv, data_config),
         classifier_classes=cli.class_map(fv),
+        # Only kp_bn has mixtures: other methods record the library default, not "auto".
+        mixture_init=fv.mixture_init if method == "kp_bn" else "orthogonal",
     )
 
 
