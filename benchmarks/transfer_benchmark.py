@@ -217,18 +217,18 @@ def test_rows(rows, chosen):
     return [r for r in rows if chosen[(r["row"], r["augment"])] == (r["g_lr"], r["d_lr"])]
 
 
+def _at(rows, augment, lrs):
+    """The rows trained with `augment` at the (G, D) pair `lrs`."""
+    return [r for r in rows if r["augment"] == augment and (r["g_lr"], r["d_lr"]) == tuple(lrs)]
+
+
 def variant_setting(settings, chosen, dev_rows):
     """`(augment, (g_lr, d_lr))` the kp_bn variants train at: `kp_bn (bn)`'s augmentation
     with the lower dev KID at its chosen pair (the first augmentation without a dev phase)."""
 
     def dev_kid(augment):
-        lrs = chosen[("kp_bn (bn)", augment)]
-        kids = [
-            r["final"]["kid"]
-            for r in dev_rows
-            if r["row"] == "kp_bn (bn)" and r["augment"] == augment
-            and (r["g_lr"], r["d_lr"]) == tuple(lrs)
-        ]
+        at = _at(dev_rows, augment, chosen[("kp_bn (bn)", augment)])
+        kids = [r["final"]["kid"] for r in at if r["row"] == "kp_bn (bn)"]
         return _sort_key(kids[0]) if kids else float("inf")
 
     augment = min(settings.augments, key=lambda a: (dev_kid(a), settings.augments.index(a)))
@@ -252,11 +252,7 @@ def choose_variant(dev_rows, augment, lrs):
     """The row with the lowest final dev KID among `kp_bn (bn)` and its variants, at the
     variants' augmentation and pair (None without a dev phase)."""
     candidates = [
-        r
-        for r in dev_rows
-        if (r["row"] == "kp_bn (bn)" or "@" in r["unit"])
-        and r["augment"] == augment
-        and (r["g_lr"], r["d_lr"]) == tuple(lrs)
+        r for r in _at(dev_rows, augment, lrs) if r["row"] == "kp_bn (bn)" or "@" in r["unit"]
     ]
     if not candidates:
         return None

@@ -360,14 +360,12 @@ def _train_unit(settings, spec, item, source, model_dir):
     classes = spec.dev_classes if phase == "dev" else spec.test_classes
     first_dir, ft_dir = os.path.join(model_dir, "first"), os.path.join(model_dir, "ft")
     config = transfer_config(settings, spec, first_dir, unit, augment, lrs, seed, classes, source)
-    if split_unit(unit)[1]:  # a kp_bn variant: its bn stage over the whole budget
+    if unit not in FIRST_STAGE:  # one stage (a kp_bn variant: its bn stage, whole budget)
         seconds, g, d = run_trainer(config)
         (row,) = unit_rows(unit)
         evals = read_evals(first_dir)
+        # (Only kp_bn runs write an affinity report: None, None for the other methods.)
         rows = [_row(row, item, evals, seconds, [g, d], first_dir, *_affinity(first_dir))]
-    elif unit not in FIRST_STAGE:
-        seconds, g, d = run_trainer(config)
-        rows = [_row(unit, item, read_evals(first_dir), seconds, [g, d], first_dir)]
     else:
         split = settings.first_stage_steps(unit)
         first, g, d = run_trainer(with_steps(config, split))

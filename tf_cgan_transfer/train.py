@@ -348,11 +348,7 @@ def config_from_flags(fv):
     """The typed `TrainConfig` of parsed flags; raises a `UserError` on bad combinations."""
     method, stage = fv.method, fv.stage
     transfer.check_method(method, stage, fv.residual_init)
-    try:
-        auto = fv.mixture_init == transfer.AUTO_MIXTURE  # (becomes prior or orthogonal)
-        conditional_bn.check_mixture("prior" if auto else fv.mixture_init, fv.mixture_spectral_norm)
-    except ValueError as e:
-        raise transfer.TransferError(str(e)) from e
+    transfer.check_mixture(fv.mixture_init, fv.mixture_spectral_norm)
     hub = fv.source and not (
         model_io.is_model_path(fv.source) or model_io.is_pytorch_source(fv.source)
     )

@@ -132,11 +132,7 @@ class TransferConfig:
 
     def validate(self):
         check_method(self.method, self.stage, self.residual_init)
-        try:
-            init = "prior" if self.mixture_init == AUTO_MIXTURE else self.mixture_init
-            conditional_bn.check_mixture(init, self.mixture_spectral_norm)
-        except ValueError as e:
-            raise TransferError(str(e)) from e
+        check_mixture(self.mixture_init, self.mixture_spectral_norm)
         if not isinstance(self.num_new_classes, (int, np.integer)) or self.num_new_classes < 1:
             raise TransferError(
                 f"num_new_classes must be an integer >= 1, got {self.num_new_classes!r}."
@@ -377,12 +373,23 @@ def _scratch_models(config, architecture):
     return generator, discriminator
 
 
+def check_mixture(mixture_init, spectral_norm):
+    """`conditional_bn.check_mixture` that also takes "auto" (checked as "prior", which
+    goes with either spectral-norm setting, as "orthogonal" does); a `TransferError`."""
+    init = "prior" if mixture_init == AUTO_MIXTURE else mixture_init
+    try:
+        conditional_bn.check_mixture(init, spectral_norm)
+    except ValueError as e:
+        raise TransferError(str(e)) from e
+
+
 def resolve_mixture_init(config, source_d, prior):
-    """`config` with `mixture_init="auto"` resolved: "prior" when the source has a D to
-    compute it from (and `prior` is given), else the reference's "orthogonal"."""
+    """`config` with `mixture_init="auto"` resolved: "prior" for kp_bn when the source has
+    a D to compute it from (and `prior` is given), else the reference's "orthogonal"."""
     if config.mixture_init != AUTO_MIXTURE:
         return config
-    init = "prior" if source_d is not None and prior is not None else "orthogonal"
+    has_prior = config.method == "kp_bn" and source_d is not None and prior is not None
+    init = "prior" if has_prior else "orthogonal"
     logging.info("mixture_init=auto: %s (the source %s a discriminator)", init,
                  "has" if source_d is not None else "has no")
     return dataclasses.replace(config, mixture_init=init)
