@@ -31,7 +31,7 @@ class MetricsTest(tf.test.TestCase):
             rtol=1e-3,
         )
 
-    def test_fid_with_fewer_points_than_dimensions_is_unchanged_by_the_span_basis(self):
+    def test_small_sets_take_the_cross_gram_route_and_equal_tfgan(self):
         a = self.rng.normal(size=[60, 300])
         b = self.rng.normal(size=[50, 300]) * 1.2 + 0.3
         tfgan_full = float(
@@ -44,6 +44,19 @@ class MetricsTest(tf.test.TestCase):
         self.assertAllClose(fid, eval_fixtures.reference_fid(a, b), rtol=1e-3)
         self.assertAllClose(fid, eval_fixtures.reference_fid_gram(a, b), rtol=1e-6)
         self.assertTrue(np.isnan(metrics.frechet_distance(a[:1], b)))
+
+    def test_cross_gram_route_is_chosen_by_cost(self):
+        self.assertTrue(metrics.cross_gram_pays(1000, 1000, 2048))  # a periodic evaluation
+        self.assertTrue(metrics.cross_gram_pays(2048, 2048, 2048))
+        self.assertFalse(metrics.cross_gram_pays(2049, 2049, 2048))
+        self.assertFalse(metrics.cross_gram_pays(50_000, 10_000, 2048))
+        self.assertTrue(metrics.cross_gram_pays(50_000, 50, 2048))  # one small set suffices
+        # Both routes agree where either could run: the cross-Gram form at a size where
+        # TF-GAN's route is taken.
+        a = self.rng.normal(size=[300, 16]) ** 2
+        b = self.rng.normal(size=[200, 16]) ** 2 * 1.5
+        self.assertFalse(metrics.cross_gram_pays(300, 200, 16))
+        self.assertAllClose(metrics._cross_gram_fid(a, b), metrics.frechet_distance(a, b), rtol=1e-9)
 
     def test_kid_equals_unbiased_mmd_with_the_cubic_kernel(self):
         a = self.rng.normal(size=[300, 32])

@@ -118,9 +118,17 @@ def classify(classifier, dataset, num_images, batch_size, what="real_dataset_fn"
     """
     check_dataset(dataset, what)
     dataset = dataset.unbatch().take(num_images).batch(batch_size)
+    # With tf.data's autotuning on, deleting the finished iterator stalled for 1.5-49 s
+    # in about a third of the passes on a 2-core CPU busy with the classifier (49 s
+    # after a 93 s pass of 1,000 images; never in 12 passes without it; see
+    # benchmarks/results/eval_cost.md). The classifier, not the input, bounds this loop,
+    # so autotuning has nothing to gain here.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    dataset = dataset.with_options(options)
     parts, done = [], 0
     progress = progress_lib.Progress(f"classifying {what}", num_images, "images")
-    for i, (images, labels) in enumerate(dataset.prefetch(tf.data.AUTOTUNE)):
+    for i, (images, labels) in enumerate(dataset.prefetch(2)):
         if i == 0:
             low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
             if low < -1.01 or high > 1.01:

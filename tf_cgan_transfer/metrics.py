@@ -21,22 +21,41 @@ MIN_STABLE_IMAGES = 2048  # fewer images per set give a visibly biased FID
 KID_BLOCK_SIZE = 1024  # TF-GAN's default max_block_size
 
 
-def _span_coordinates(a, b):
-    """`a`, `b` in an orthonormal basis of their joint affine span (float64)."""
-    origin = a.mean(axis=0)
-    basis, _ = np.linalg.qr(np.concatenate([a, b]).T - origin[:, None])
-    return (a - origin) @ basis, (b - origin) @ basis
+def _cross_gram_fid(real, generated):
+    """FID from the singular values of the `n_r x n_g` cross-Gram matrix (float64).
+
+    With R, G the centred rows over sqrt(n - 1), S_r = R^T R and S_g = G^T G, and the
+    non-zero eigenvalues of S_r S_g are the squared singular values of R G^T, so
+    tr (S_r S_g)^(1/2) is the sum of those singular values: no D x D matrix and no
+    matrix square root (whose iterations TF-GAN runs twice on D x D matrices).
+    """
+    mean_r, mean_g = real.mean(axis=0), generated.mean(axis=0)
+    r = (real - mean_r) / np.sqrt(len(real) - 1)
+    g = (generated - mean_g) / np.sqrt(len(generated) - 1)
+    trace_root = np.linalg.svd(r @ g.T, compute_uv=False).sum()
+    return float(np.sum((mean_r - mean_g) ** 2) + np.sum(r * r) + np.sum(g * g) - 2.0 * trace_root)
+
+
+def cross_gram_pays(num_real, num_generated, dim):
+    """Whether `_cross_gram_fid` is cheaper than TF-GAN's two D x D square roots.
+
+    The cross-Gram route costs about n_r n_g (D + min(n_r, n_g)) operations, TF-GAN's
+    a few D^3 (two SVD-based square roots of D x D matrices): the former wins while
+    n_r n_g min(n_r, n_g) <= D^3, e.g. up to about 2,048 images a set for Inception's
+    2,048-wide features, and for every per-class FID.
+    """
+    return num_real * num_generated * min(num_real, num_generated) <= dim**3
 
 
 def frechet_distance(real, generated):
-    """FID, `tfgan.eval.frechet_classifier_distance_from_activations`, in float64.
+    """FID in float64: |mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)), unbiased covariances.
 
-    FID = |mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2)), unbiased covariances.
-    When the two sets together have fewer points than dimensions, both are first
-    written in an orthonormal basis of their joint affine span (an isometry: the mean
-    distance, tr S and the spectrum of S_r S_g are unchanged, so FID is too). TF-GAN's
-    two D x D matrix square roots then shrink to (n_r + n_g) x (n_r + n_g), which
-    matters for per-class FID (two 2048 x 2048 SVDs take ~12 s on 2 CPU cores).
+    Large sets go through `tfgan.eval.frechet_classifier_distance_from_activations`; sets
+    small next to the feature width (`cross_gram_pays`: a periodic evaluation's 1,000
+    images, per-class FID) through the exactly equal cross-Gram form, `_cross_gram_fid`
+    (the two agree to float64 rounding; tested), which takes ~0.5 s for 1,000 against
+    1,000 2048-wide features where TF-GAN's square roots take tens of seconds on 2 CPU
+    cores.
 
     Returns NaN when a set has fewer than 2 points.
     """
@@ -44,8 +63,8 @@ def frechet_distance(real, generated):
     generated = np.asarray(generated, np.float64)
     if len(real) < 2 or len(generated) < 2:
         return float("nan")
-    if len(real) + len(generated) < real.shape[1]:
-        real, generated = _span_coordinates(real, generated)
+    if cross_gram_pays(len(real), len(generated), real.shape[1]):
+        return _cross_gram_fid(real, generated)
     return float(
         tfgan.eval.frechet_classifier_distance_from_activations(
             tf.constant(real), tf.constant(generated)
