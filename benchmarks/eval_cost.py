@@ -1,4 +1,4 @@
-r"""What the nearest-neighbour and memorisation metrics add to an evaluation's time.
+r"""What one evaluation of 1,000 generated images costs, part by part, and its floor.
 
   python -m benchmarks.eval_cost --output=benchmarks/results/eval_cost.md
 
@@ -10,16 +10,17 @@ forward pass does not depend on the weights), the generator the demo's (32x32).
 
 Timed, in seconds, best of `--repeats` (the first repeat of generation includes its
 one trace, a few seconds):
-* the metrics of before (FID, KID, IS, KMMD, per-class FID) and the added ones
-  (precision/recall, density/coverage, the memorisation score in feature and pixel
-  space, per class too, and the training-overlap check), on the same activations;
-* generating and classifying the 1,000 images (which now also keeps their 32x32
-  pixels), and classifying the training images (once per run: cached after).
-The overhead of a periodic evaluation is (added metrics) / (generation + old metrics).
+* classifying the real and the training images (first evaluation only: cached after);
+* generating and classifying the 1,000 images;
+* every metric of `scoring.score` on those activations, and FID alone the way TF-GAN
+  computes it (two 2048 x 2048 matrix square roots), the route `metrics.frechet_distance`
+  took for these sizes before it used the cross-Gram form.
+A periodic evaluation is generation plus metrics; the first one adds the real and
+training passes. The floor is the classifier: its FLOPs per image (TF's profiler) times
+the images per second of the generated pass, against this machine's float32 matmul rate.
 """
 
 import os
-import platform
 import tempfile
 import time
 
@@ -28,7 +29,7 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from tf_cgan_transfer import activations
+from benchmarks import machine
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import evaluator as evaluator_lib
 from tf_cgan_transfer import metrics
@@ -81,15 +82,25 @@ def _best(fn, repeats):
     return min(times)
 
 
-def old_metrics(real, generated):
-    """The evaluation's metrics before the nearest-neighbour and memorisation ones."""
-    metrics.frechet_distance(real.pool, generated.pool)
-    metrics.kernel_distance(real.pool, generated.pool)
-    metrics.inception_score(generated.logits)
-    metrics.kernel_mmd(real.pool, generated.pool)
-    metrics.per_class_frechet_distance(
-        real.pool, real.labels, generated.pool, generated.labels, NUM_CLASSES
+def tfgan_fid(real, generated):
+    """FID as TF-GAN computes it from the full 2048-wide activations."""
+    return float(
+        metrics.tfgan.eval.frechet_classifier_distance_from_activations(
+            tf.constant(real.pool.astype(np.float64)), tf.constant(generated.pool.astype(np.float64))
+        )
     )
+
+
+def stand_in_gflops():
+    """FLOPs per image of the stand-in's forward pass at 299x299 (TF's profiler)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder  # noqa: PLC0415
+
+    network = tf.keras.applications.InceptionV3(weights=None, classes=1008, pooling="avg")
+    spec = tf.TensorSpec([1, 299, 299, 3], tf.float32)
+    graph = tf.function(lambda x: network(x, training=False)).get_concrete_function(spec).graph
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return model_analyzer.profile(graph, options=options).total_float_ops / 1e9
 
 
 def measure(repeats, progress=print):
@@ -108,10 +119,10 @@ def measure(repeats, progress=print):
     times = {}
     start = time.perf_counter()
     real_set = evaluator.real_activations()
-    times["classify 1,000 real images (once, cached)"] = time.perf_counter() - start
+    times["classify 1,000 real images (first evaluation only)"] = time.perf_counter() - start
     start = time.perf_counter()
     train_set = evaluator.training_activations()
-    times["classify 200 training images (once, cached)"] = time.perf_counter() - start
+    times["classify 200 training images (first evaluation only)"] = time.perf_counter() - start
     generated = None
 
     def generate():
@@ -120,56 +131,54 @@ def measure(repeats, progress=print):
 
     times["generate and classify 1,000 images"] = _best(generate, repeats)
     progress(f"generation: {times['generate and classify 1,000 images']:.1f} s")
-    old = _best(lambda: old_metrics(real_set, generated), repeats)
-    everything = _best(
+    times["all metrics (scoring.score)"] = _best(
         lambda: scoring.score(real_set, generated, NUM_CLASSES, training=train_set), repeats
     )
-    times["metrics before (FID, KID, IS, KMMD, per-class FID)"] = old
-    times["all metrics now"] = everything
-    return times
+    times["FID alone, TF-GAN's way (before)"] = _best(
+        lambda: tfgan_fid(real_set, generated), repeats
+    )
+    floor = dict(
+        gflops_per_image=stand_in_gflops(),
+        matmul_gflops=machine.matmul_rate(tf.float32)["gflops"],
+    )
+    return times, floor
 
 
-def overheads(times):
-    """`(added seconds, cached base, uncached base, uncached added)` of one evaluation."""
-    values = list(times.values())
-    real, training, generation, old, everything = values
-    added = everything - old
-    return added, generation + old, real + generation + old, training + added
-
-
-def report(times, repeats):
+def report(times, floor, repeats):
+    info = machine.machine_info()
+    features = ", ".join(info["cpu_features"]) or "no AVX-512, AMX or AVX512-BF16"
     lines = [
-        "# Cost of the nearest-neighbour and memorisation metrics",
+        "# Cost of one evaluation of 1,000 generated images",
         "",
-        f"Command: `python -m benchmarks.eval_cost --repeats={repeats}` "
-        f"({platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"TF {tf.__version__}). 1,000 generated vs 1,000 held-out real images, "
-        f"{NUM_TRAINING} training images, {NUM_CLASSES} classes, 2048-wide features of an "
-        "InceptionV3-sized stand-in; best of the repeats.",
+        f"Command: `python -m benchmarks.eval_cost --repeats={repeats}` ({info['cpu']}, "
+        f"{features}, {info['usable_cores']} cores, TF {info['tensorflow']}, {info['date']}). "
+        f"1,000 generated vs 1,000 held-out real images, {NUM_TRAINING} training images, "
+        f"{NUM_CLASSES} classes, 2048-wide features of an InceptionV3-sized stand-in; best "
+        "of the repeats.",
         "",
         "| part | seconds |",
         "| --- | ---: |",
     ]
     lines += [f"| {name} | {seconds:.2f} |" for name, seconds in times.items()]
-    added, base, uncached, uncached_added = overheads(times)
+    real, training, generation, scores, _ = times.values()
+    rate = NUM_IMAGES / generation * floor["gflops_per_image"]
     lines += [
         "",
-        f"The added metrics take {added:.2f} s per evaluation: "
-        f"{100 * added / base:.1f}% of the {base:.1f} s an evaluation took before "
-        "(generation and classification plus the old metrics, real statistics cached), "
-        "as during training. A first, uncached evaluation (a command line without "
-        f"--cache_dir) also classifies the training images once: {uncached_added:.1f} s "
-        f"more than the {uncached:.1f} s it took before ({100 * uncached_added / uncached:.1f}%). "
-        f"The pixel copies ({activations.PIXEL_SIZE}x{activations.PIXEL_SIZE}) come out of "
-        "the same generate-and-classify pass.",
+        f"A periodic evaluation (real and training activations cached): **{generation + scores:.1f} s**; "
+        f"the first one: **{real + training + generation + scores:.1f} s**.",
+        "",
+        f"Floor: the classifier costs {floor['gflops_per_image']:.2f} GFLOP an image at "
+        f"{NUM_IMAGES / generation:.1f} images/s, {rate:.0f} GFLOP/s: "
+        f"{100 * rate / floor['matmul_gflops']:.0f}% of this machine's float32 2048x2048 "
+        f"matmul ({floor['matmul_gflops']:.0f} GFLOP/s).",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv):
     del argv
-    times = measure(flags.FLAGS.repeats)
-    text = report(times, flags.FLAGS.repeats)
+    times, floor = measure(flags.FLAGS.repeats)
+    text = report(times, floor, flags.FLAGS.repeats)
     print(text)
     if flags.FLAGS.output:
         with open(flags.FLAGS.output, "w") as f:
