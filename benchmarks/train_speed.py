@@ -27,36 +27,40 @@ from tf_cgan_transfer import data
 from tf_cgan_transfer import train_config
 from tf_cgan_transfer import trainer
 
-_PRESET = flags.DEFINE_enum("preset", "demo", ["demo", "biggan128"], "Model size.")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Global batch (None: 8 / 32 per preset).")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps.")
-_METHOD = flags.DEFINE_enum("method", "kp_bn", ["kp_bn", "finetune"], "Transfer method.")
-_PER_CALL = flags.DEFINE_integer("steps_per_call", 1, "Iterations per compiled call.")
+FLAGS = flags.FLAGS
 
-
-def main(argv):
-    del argv
-    if _PRESET.value == "biggan128":
+def build_run(preset, method, batch_size=None, optimizer=None):
+    """`(trainer.Trainer, batch, resolution, classes)` of the preset's transfer run."""
+    if preset == "biggan128":
         source = biggan.Generator(128).build_weights()
-        resolution, batch, classes = 128, _BATCH.value or 8, 5
+        resolution, batch, classes = 128, batch_size or 8, 5
     else:
         source = biggan.Generator(
             32, ch=8, num_classes=12, dim_z=32, shared_dim=32, attention_resolution=0
         ).build_weights()
-        resolution, batch, classes = 32, _BATCH.value or 32, 4
+        resolution, batch, classes = 32, batch_size or 32, 4
     config = train_config.TrainConfig(
         model_dir="/tmp/train_speed",
         data=data.DataConfig(dataset="folder", image_folder="unused", resolution=resolution),
-        method=_METHOD.value,
+        method=method,
         source=source,
         batch_size=batch,
         sample_every=0,
+        optimizer=optimizer or train_config.OptimizerConfig(),
     )
-    run = trainer.Trainer(config, num_classes=classes)
+    return trainer.Trainer(config, num_classes=classes), batch, resolution, classes
+
+
+def main(argv):
+    del argv
+    optimizer = train_config.OptimizerConfig(fused_updates=FLAGS.fused_updates)
+    run, batch, resolution, classes = build_run(
+        FLAGS.preset, FLAGS.method, FLAGS.batch_size, optimizer
+    )
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(-1, 1, [1, batch, resolution, resolution, 3]), tf.float32)
     labels = tf.constant(rng.integers(0, classes, [1, batch]), tf.int32)
-    per_call = _PER_CALL.value
+    per_call = FLAGS.steps_per_call
     if per_call == 1:
         step = lambda: run.train_step(images, labels)  # noqa: E731
     else:
@@ -68,13 +72,14 @@ def main(argv):
     step()
     print(f"warm-up call (with tracing): {time.time() - start:.1f} s")
     times = []
-    for _ in range(_STEPS.value):
+    for _ in range(FLAGS.steps):
         start = time.time()
         float(step()["g_loss"])
         times.append((time.time() - start) / per_call)
     median = statistics.median(times)
     print(
-        f"{_PRESET.value} {_METHOD.value} batch {batch}, {per_call} step(s) per call: "
+        f"{FLAGS.preset} {FLAGS.method} batch {batch}, {per_call} step(s) per call, "
+        f"fused_updates={FLAGS.fused_updates}: "
         f"median {median:.4f} s/step = "
         f"{1 / median:.3f} steps/s = {batch / median:.2f} images/s "
         f"(steps: {', '.join(f'{t:.2f}' for t in times)})"
@@ -82,4 +87,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    flags.DEFINE_enum("preset", "demo", ["demo", "biggan128"], "Model size.")
+    flags.DEFINE_integer("batch_size", None, "Global batch (None: 8 / 32 per preset).")
+    flags.DEFINE_integer("steps", 5, "Timed steps.")
+    flags.DEFINE_enum("method", "kp_bn", ["kp_bn", "finetune"], "Transfer method.")
+    flags.DEFINE_integer("steps_per_call", 1, "Iterations per compiled call.")
+    flags.DEFINE_bool("fused_updates", True, "One Adam update call for all variables.")
     app.run(main)

@@ -62,6 +62,89 @@ class ScaledAdamTest(tf.test.TestCase):
         )
 
 
+def _numpy_adam_full(x, grads, lr, beta1, beta2=0.999, eps=1e-6):
+    """Adam with momentum, in float64, from its definition (Keras' epsilon-hat form)."""
+    x = np.array(x, np.float64)
+    m, v = np.zeros_like(x), np.zeros_like(x)
+    for t, g in enumerate(grads, start=1):
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        x = x - lr * np.sqrt(1 - beta2**t) / (1 - beta1**t) * m / (np.sqrt(v) + eps)
+    return x
+
+
+class FusedAdamTest(tf.test.TestCase):
+    SHAPES = ([3], [2, 4], [1, 1, 2, 3])
+
+    def _run(self, strategy, fused, xla, steps=4):
+        rng = np.random.default_rng(1)
+        grads = [[rng.normal(size=s).astype(np.float32) for s in self.SHAPES] for _ in range(steps)]
+        start = [rng.normal(size=s).astype(np.float32) for s in self.SHAPES]
+        with strategy.scope():
+            variables = [tf.Variable(x) for x in start]
+            opt = optimizers.make(
+                1e-2, 0.5, 0.999, 1e-6, lr_scales=[(variables[1], 10.0)], xla_updates=xla,
+                fused=fused,
+            )
+
+        @tf.function
+        def step(gs):
+            def replica_fn():
+                share = [g / strategy.num_replicas_in_sync for g in gs]
+                opt.apply_gradients(zip(share, variables))
+
+            strategy.run(replica_fn)
+
+        for gs in grads:
+            step([tf.constant(g) for g in gs])
+        return opt, variables, start, grads
+
+    def _check(self, strategy):
+        results = {}
+        for fused in (True, False):
+            for xla in (True, False):
+                opt, variables, start, grads = self._run(strategy, fused, xla)
+                self.assertEqual(isinstance(opt, optimizers.FusedAdam), fused)
+                self.assertEqual(int(opt.iterations.numpy()), len(grads))
+                results[fused, xla] = [v.numpy() for v in variables]
+        for i, scale in enumerate((1.0, 10.0, 1.0)):
+            expected = _numpy_adam_full(start[i], [g[i] for g in grads], 1e-2 * scale, 0.5)
+            for key, values in results.items():
+                self.assertAllClose(values[i], expected, atol=1e-5, msg=str(key))
+        # Without XLA the fused update runs Keras' own ops in Keras' order.
+        for a, b in zip(results[True, False][::2], results[False, False][::2]):
+            self.assertAllEqual(a, b)
+
+    def test_fused_equals_keras_adam_and_numpy(self):
+        self._check(tf.distribute.get_strategy())
+
+    def test_fused_on_two_replicas(self):
+        self._check(distribution.two_replica_strategy())
+
+    def test_embedding_gradients_and_checkpoints_are_interchangeable(self):
+        table = tf.Variable(tf.reshape(tf.range(12, dtype=tf.float32), [4, 3]))
+        fused = optimizers.make(1e-2, 0.5, 0.999, 1e-6, xla_updates=False)
+        keras = optimizers.make(1e-2, 0.5, 0.999, 1e-6, xla_updates=False, fused=False)
+        twin = tf.Variable(table)
+        for opt, var in ((fused, table), (keras, twin)):
+            with tf.GradientTape() as tape:
+                rows = tf.gather(var, [1, 3, 1])  # IndexedSlices gradient, a repeated row
+                loss = tf.reduce_sum(rows * [[1.0, 2.0, 3.0]])
+            grad = tape.gradient(loss, var)
+            self.assertIsInstance(grad, tf.IndexedSlices)
+            opt.apply_gradients([(grad, var)])
+        self.assertAllClose(table, twin, atol=1e-6)
+        self.assertAllClose(table[0], [0.0, 1.0, 2.0])  # rows without gradient stay
+        # The slots are Keras' own: a checkpoint of one restores into the other.
+        path = tf.train.Checkpoint(opt=fused, var=table).save(self.create_tempdir().full_path + "/c")
+        restored = optimizers.make(1e-2, 0.5, 0.999, 1e-6, fused=False)
+        other = tf.Variable(tf.zeros([4, 3]))
+        restored.build([other])
+        tf.train.Checkpoint(opt=restored, var=other).restore(path).assert_consumed()
+        self.assertAllClose(restored.variables[2], fused.variables[2])  # m
+        self.assertEqual(int(restored.iterations), 1)
+
+
 class XlaUpdatesTest(tf.test.TestCase):
     def test_compiled_updates_from_the_parameter_threshold_on(self):
         n = optimizers.XLA_UPDATE_MIN_PARAMETERS

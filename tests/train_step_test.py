@@ -124,8 +124,10 @@ class LimitedDataStepTest(tf.test.TestCase):
         real_in = augmented(real_images, train_step.D_REAL_AUGMENT_STREAM)
         fake_in = augmented(fake, train_step.D_FAKE_AUGMENT_STREAM)
         with tf.GradientTape() as tape:
-            real_logits = d((tf.constant(real_in), real_labels), training=True)
-            fake_logits = d((tf.constant(fake_in), fake_labels), training=True)
+            # One D call on both halves: one power iteration, one sigma for real and fake.
+            both = np.concatenate([real_in, fake_in]).astype(np.float32)
+            logits = d((tf.constant(both), np.concatenate([real_labels, fake_labels])), training=True)
+            real_logits, fake_logits = logits[:4], logits[4:]
             loss_real, loss_fake = losses.discriminator_hinge_loss(real_logits, fake_logits)
             r, f = real_logits.numpy(), fake_logits.numpy()
             alpha_real, alpha_fake, active = anchors
@@ -186,6 +188,34 @@ class LimitedDataStepTest(tf.test.TestCase):
             self.assertAllClose((metrics["lecam_real"], metrics["lecam_fake"]), alpha, rtol=1e-4)
             self.assertEqual(int(run.lecam.updates.numpy()), step + 1)
         self.assertGreater(metrics["lecam"], 0.0)
+
+    def test_a_d_step_advances_spectral_norm_once(self):
+        # BigGAN-PyTorch and compare_gan call D once on real and fake together: u takes
+        # one power iteration per D step (it depends on W and u only, not the input).
+        run = self.trainer
+        d = run.discriminator
+        u_vars = [v for v in d.variables if v.name.split("/")[-1].startswith("u")]
+        self.assertNotEmpty(u_vars)
+        saved = run.generator.get_weights(), d.get_weights()
+        d((tf.zeros([2, 32, 32, 3]), tf.constant([0, 1])), training=True)
+        once = [v.numpy() for v in u_vars]
+        d((tf.zeros([2, 32, 32, 3]), tf.constant([0, 1])), training=True)
+        twice = [v.numpy() for v in u_vars]
+        d.set_weights(saved[1])
+        z = tf.random.normal([4, run.generator.dim_z])
+        labels = tf.constant([0, 1, 2, 0])
+        anchors = tuple(tf.constant(0.0) for _ in range(3))
+        real_aug = run.steps.augmentation(0, train_step.D_REAL_AUGMENT_STREAM)
+        fake_aug = run.steps.augmentation(0, train_step.D_FAKE_AUGMENT_STREAM)
+        run.steps.d_micro_step(
+            tf.zeros([4, 32, 32, 3]), labels, z, labels, real_aug, fake_aug, anchors
+        )
+        after = [v.numpy() for v in u_vars]
+        run.generator.set_weights(saved[0])
+        d.set_weights(saved[1])
+        for a, b, c in zip(after, once, twice):
+            self.assertAllClose(a, b, atol=1e-6)
+        self.assertGreater(max(np.max(np.abs(a - c)) for a, c in zip(after, twice)), 1e-5)
 
     def test_real_fake_and_g_images_draw_independently(self):
         steps = self.trainer.steps

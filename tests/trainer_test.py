@@ -658,11 +658,11 @@ class FrozenVariablesTest(tf.test.TestCase):
         z = tf.zeros([4, run.generator.dim_z])
         labels = tf.constant([0, 1, 2, 0])
         images = tf.zeros([4, 32, 32, 3])
-        # D sees real and fake images in two calls: two gradients per trained kernel.
+        # D sees real and fake images in one call: one gradient per trained kernel.
         return dict(
             d=(
                 computed(run.steps.d_micro_step, images, labels, z, labels),
-                2 * trained(run.models.d_variables),
+                trained(run.models.d_variables),
             ),
             g=(computed(run.steps.g_micro_step, z, labels), trained(run.models.g_variables)),
             run=run,

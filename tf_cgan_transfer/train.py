@@ -207,6 +207,13 @@ def define_flags(fv):
             lower_bound=0.0,
             flag_values=fv,
         )
+    flags.DEFINE_bool(
+        "fused_updates",
+        True,
+        "Adam updates all of a model's variables in one call (one XLA launch for large "
+        "models); false: Keras' update per variable.",
+        flag_values=fv,
+    )
     flags.DEFINE_float("ema_decay", 0.0, "EMA decay of G (0: no EMA generator).", flag_values=fv)
     flags.DEFINE_integer("ema_start", 0, "Step from which the EMA averages.", flag_values=fv)
     # ---- Limited data: D's augmentation and regularisation ------------------------------

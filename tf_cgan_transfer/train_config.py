@@ -28,6 +28,9 @@ class OptimizerConfig:
     a_lr_scale: float = 1.0
     r_lr_scale: float = 1.0
     p_lr_scale: float = 1.0
+    # One Adam update call for all of a model's variables (`optimizers.FusedAdam`); False:
+    # Keras' update per variable. Either is XLA-compiled from `XLA_UPDATE_MIN_PARAMETERS`.
+    fused_updates: bool = True
 
     def lr_scales(self):
         return dict(a=self.a_lr_scale, r=self.r_lr_scale, p=self.p_lr_scale)

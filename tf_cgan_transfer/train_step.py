@@ -165,8 +165,17 @@ class GANStep:
         real_images = limited_data.apply(real_images, real_aug, self.policy)
         fake = limited_data.apply(tf.stop_gradient(fake), fake_aug, self.policy)
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator((real_images, real_labels), training=True)
-            fake_logits = self.discriminator((fake, fake_labels), training=True)
+            # One D call on real and fake together, as BigGAN-PyTorch's G_D and
+            # compare_gan do: one spectral-norm power iteration per D step (u advances
+            # once, both halves see the same sigma) and twice the batch per conv.
+            logits = self.discriminator(
+                (
+                    tf.concat([real_images, tf.cast(fake, real_images.dtype)], 0),
+                    tf.concat([real_labels, tf.cast(fake_labels, real_labels.dtype)], 0),
+                ),
+                training=True,
+            )
+            real_logits, fake_logits = tf.split(logits, 2)
             # Per-replica sum / global batch: summing gradients over replicas then gives
             # the global-batch mean; / accumulation averages the micro-batches.
             loss_real, loss_fake = losses.discriminator_hinge_loss(

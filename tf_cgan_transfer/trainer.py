@@ -167,9 +167,11 @@ class Trainer:
         return pairs
 
     def _optimizer(self, lr, beta1, beta2, loss_scaling, variables, lr_scales=()):
-        epsilon = self.config.optimizer.epsilon
+        opt = self.config.optimizer
         xla = optimizers.xla_updates_pay(variables)
-        return optimizers.make(lr, beta1, beta2, epsilon, loss_scaling, lr_scales, xla)
+        return optimizers.make(
+            lr, beta1, beta2, opt.epsilon, loss_scaling, lr_scales, xla, opt.fused_updates
+        )
 
     def _trackables(self):
         objects = {
