@@ -44,7 +44,7 @@ class ScaledAdam(tf.keras.optimizers.Adam):
 
 
 class FusedAdam(ScaledAdam):
-    """`ScaledAdam` whose step updates every variable in one compiled call per device.
+    """`ScaledAdam` whose step updates every variable in one call per device.
 
     Keras runs Adam's update once per variable: a dozen small graph ops each, or one
     XLA launch each with `jit_compile`. Here one function takes every gradient, variable
