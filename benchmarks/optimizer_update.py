@@ -60,9 +60,7 @@ def paired_steps(preset, method, blocks, block_steps=10):
     for fused in (False, True):
         optimizer = train_config.OptimizerConfig(fused_updates=fused)
         run, batch, resolution, classes = train_speed.build_run(preset, method, optimizer=optimizer)
-        rng = np.random.default_rng(0)
-        images = tf.constant(rng.uniform(-1, 1, [1, batch, resolution, resolution, 3]), tf.float32)
-        labels = tf.constant(rng.integers(0, classes, [1, batch]), tf.int32)
+        images, labels = train_speed.synthetic_batch(batch, resolution, classes)
         steps[fused] = lambda r=run, x=images, y=labels: float(r.train_step(x, y)["g_loss"])
         steps[fused]()  # trace
     times = {False: [], True: []}

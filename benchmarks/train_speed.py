@@ -51,15 +51,21 @@ def build_run(preset, method, batch_size=None, optimizer=None):
     return trainer.Trainer(config, num_classes=classes), batch, resolution, classes
 
 
+def synthetic_batch(batch, resolution, classes):
+    """`(images [1, batch, R, R, 3], labels [1, batch])` as `train_step` takes them."""
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, [1, batch, resolution, resolution, 3]), tf.float32)
+    labels = tf.constant(rng.integers(0, classes, [1, batch]), tf.int32)
+    return images, labels
+
+
 def main(argv):
     del argv
     optimizer = train_config.OptimizerConfig(fused_updates=FLAGS.fused_updates)
     run, batch, resolution, classes = build_run(
         FLAGS.preset, FLAGS.method, FLAGS.batch_size, optimizer
     )
-    rng = np.random.default_rng(0)
-    images = tf.constant(rng.uniform(-1, 1, [1, batch, resolution, resolution, 3]), tf.float32)
-    labels = tf.constant(rng.integers(0, classes, [1, batch]), tf.int32)
+    images, labels = synthetic_batch(batch, resolution, classes)
     per_call = FLAGS.steps_per_call
     if per_call == 1:
         step = lambda: run.train_step(images, labels)  # noqa: E731
