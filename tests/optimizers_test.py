@@ -182,6 +182,18 @@ class TrainerScalesTest(tf.test.TestCase):
         self.assertLen(run.g_optimizer._lr_scales, len(groups["a"]))
         # A tiny model's updates are not XLA-compiled (optimizers.xla_updates_pay).
         self.assertFalse(run.g_optimizer.jit_compile or run.d_optimizer.jit_compile)
+        # Fused updates by default; --nofused_updates gives Keras' per-variable update.
+        self.assertIsInstance(run.g_optimizer, optimizers.FusedAdam)
+        self.assertIsInstance(run.d_optimizer, optimizers.FusedAdam)
+        per_variable = dataclasses.replace(
+            config,
+            model_dir=self.create_tempdir().full_path,
+            optimizer=dataclasses.replace(config.optimizer, fused_updates=False),
+        )
+        keras_run = trainer.Trainer(per_variable, num_classes=3)
+        self.assertIsInstance(keras_run.g_optimizer, optimizers.ScaledAdam)
+        self.assertNotIsInstance(keras_run.g_optimizer, optimizers.FusedAdam)
+        self.assertNotIsInstance(keras_run.d_optimizer, optimizers.ScaledAdam)
         # A methods without these groups: one clear error.
         finetune = dataclasses.replace(config, method="finetune")
         with self.assertRaisesRegex(trainer.TrainingError, "finetune .* trains none of them"):

@@ -140,6 +140,9 @@ class FlagfileTest(tf.test.TestCase):
         fv = parse("--flagfile=configs/flowers.flags", "--a_lr_scale=10", "--p_lr_scale=0")
         scales = train.config_from_flags(fv).optimizer.lr_scales()
         self.assertEqual(scales, dict(a=10.0, r=1.0, p=0.0))
+        self.assertTrue(train.config_from_flags(fv).optimizer.fused_updates)  # the default
+        fv = parse("--flagfile=configs/flowers.flags", "--nofused_updates")
+        self.assertFalse(train.config_from_flags(fv).optimizer.fused_updates)
         with self.assertRaisesRegex(flags.IllegalFlagValueError, "r_lr_scale"):
             parse("--flagfile=configs/flowers.flags", "--r_lr_scale=-1")
         fv = parse("--flagfile=configs/flowers.flags", "--mixture_init=zeros")
