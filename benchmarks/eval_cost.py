@@ -28,11 +28,11 @@ from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
+import tensorflow_gan as tfgan
 
 from benchmarks import machine
 from tf_cgan_transfer import biggan
 from tf_cgan_transfer import evaluator as evaluator_lib
-from tf_cgan_transfer import metrics
 from tf_cgan_transfer import real_data
 from tf_cgan_transfer import scoring
 
@@ -84,11 +84,8 @@ def _best(fn, repeats):
 
 def tfgan_fid(real, generated):
     """FID as TF-GAN computes it from the full 2048-wide activations."""
-    return float(
-        metrics.tfgan.eval.frechet_classifier_distance_from_activations(
-            tf.constant(real.pool.astype(np.float64)), tf.constant(generated.pool.astype(np.float64))
-        )
-    )
+    real_pool, generated_pool = (tf.constant(s.pool, tf.float64) for s in (real, generated))
+    return float(tfgan.eval.frechet_classifier_distance_from_activations(real_pool, generated_pool))
 
 
 def stand_in_gflops():
@@ -164,8 +161,8 @@ def report(times, floor, repeats):
     rate = NUM_IMAGES / generation * floor["gflops_per_image"]
     lines += [
         "",
-        f"A periodic evaluation (real and training activations cached): **{generation + scores:.1f} s**; "
-        f"the first one: **{real + training + generation + scores:.1f} s**.",
+        "A periodic evaluation (real and training activations cached): "
+        f"**{generation + scores:.1f} s**; the first one: **{real + training + generation + scores:.1f} s**.",
         "",
         f"Floor: the classifier costs {floor['gflops_per_image']:.2f} GFLOP an image at "
         f"{NUM_IMAGES / generation:.1f} images/s, {rate:.0f} GFLOP/s: "

@@ -29,6 +29,7 @@ from tf_cgan_transfer import trainer
 
 FLAGS = flags.FLAGS
 
+
 def build_run(preset, method, batch_size=None, optimizer=None):
     """`(trainer.Trainer, batch, resolution, classes)` of the preset's transfer run."""
     if preset == "biggan128":

@@ -136,7 +136,8 @@ class FusedAdamTest(tf.test.TestCase):
         self.assertAllClose(table, twin, atol=1e-6)
         self.assertAllClose(table[0], [0.0, 1.0, 2.0])  # rows without gradient stay
         # The slots are Keras' own: a checkpoint of one restores into the other.
-        path = tf.train.Checkpoint(opt=fused, var=table).save(self.create_tempdir().full_path + "/c")
+        prefix = os.path.join(self.create_tempdir().full_path, "c")
+        path = tf.train.Checkpoint(opt=fused, var=table).save(prefix)
         restored = optimizers.make(1e-2, 0.5, 0.999, 1e-6, fused=False)
         other = tf.Variable(tf.zeros([4, 3]))
         restored.build([other])

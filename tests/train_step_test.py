@@ -126,7 +126,8 @@ class LimitedDataStepTest(tf.test.TestCase):
         with tf.GradientTape() as tape:
             # One D call on both halves: one power iteration, one sigma for real and fake.
             both = np.concatenate([real_in, fake_in]).astype(np.float32)
-            logits = d((tf.constant(both), np.concatenate([real_labels, fake_labels])), training=True)
+            both_labels = np.concatenate([real_labels, fake_labels])
+            logits = d((tf.constant(both), both_labels), training=True)
             real_logits, fake_logits = logits[:4], logits[4:]
             loss_real, loss_fake = losses.discriminator_hinge_loss(real_logits, fake_logits)
             r, f = real_logits.numpy(), fake_logits.numpy()

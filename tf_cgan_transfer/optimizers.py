@@ -88,12 +88,13 @@ class FusedAdam(ScaledAdam):
             return super()._distributed_apply_gradients_fn(distribution, grads_and_vars, **kwargs)
         local = distribution.experimental_local_results
         grads, variables = zip(*grads_and_vars)
-        slots = [self._index_dict[self._var_key(v)] for v in variables]
+        keys = [self._var_key(v) for v in variables]
+        slots = [self._index_dict[k] for k in keys]
         per_variable = [
             (local(g), local(w), local(self._momentums[i]), local(self._velocities[i]))
             for g, w, i in zip(grads, variables, slots)
         ]
-        scales = [self._lr_scales.get(self._var_key(w), 1.0) for w in variables]
+        scales = [self._lr_scales.get(k, 1.0) for k in keys]
         step = tf.cast(self.iterations + 1, tf.float32)
         lr = tf.cast(self.learning_rate, tf.float32)
         for d in range(len(per_variable[0][1])):  # each device's copies
